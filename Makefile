@@ -1,0 +1,29 @@
+# Every target sets up .venv first when it is missing or pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-fast lint format bench train
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: venv  ## the whole suite, slow end-to-end tests included
+	$(PY) -m pytest -q
+
+test-fast: venv  ## everything but the tests marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff format --check seqjax tests scripts
+	$(VENV)/bin/ruff check seqjax tests scripts
+
+format: venv
+	$(VENV)/bin/ruff format seqjax tests scripts
+	$(VENV)/bin/ruff check --fix seqjax tests scripts

@@ -1,0 +1,465 @@
+r"""Recurrent cells: pure functions for one time step.
+
+A :class:`Cell` is a ``NamedTuple`` of pure functions built by a lowercase constructor that
+closes over hyperparameters (the stax / Optax idiom); its parameters are a plain pytree.
+
+Every cell splits its step in two. ``project(params, xs)`` is the *time-parallel* part: the
+input projection of all gates, fused into one matmul, applied to any number of steps at once
+(``xs: [..., d] -> us: [..., k]``). ``step(params, carry, u)`` is the *time-sequential* part:
+the recurrent matmul and the gate arithmetic for one step. ``apply(params, carry, x)`` is
+``step(params, carry, project(params, x))``, so ``functools.partial(cell.apply, params)`` is a
+valid :func:`jax.lax.scan` body. Every leading axis is a batch axis.
+
+Precision: ``param_dtype`` is the dtype of the parameters, ``dtype`` the dtype the matmuls
+run in (default: that of the parameters). Matmuls accumulate in at least float32 and the
+carry is kept in at least float32 (``promote_types(param_dtype, float32)``), so bfloat16
+parameters run with float32 carries and gate arithmetic.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.typing import Array, Carry, DTypeLike, Initializer, Params, PRNGKey, Shape
+
+__all__ = [
+    "Cell",
+    "LSTMState",
+    "gru",
+    "lstm",
+    "min_gru",
+    "simple_rnn",
+]
+
+
+class Cell(NamedTuple):
+    """One recurrent time step as pure functions.
+
+    Attributes:
+      init: ``init(key, input_size) -> params``.
+      initial_carry: ``initial_carry(params, batch_shape) -> carry`` (zeros), leaves
+        ``[*batch_shape, ...]``; ``batch_shape=()`` for a single sequence.
+      project: ``project(params, xs: [..., d]) -> us: [..., k]``, the time-parallel input
+        projection of every gate, for any number of leading (time and batch) axes.
+      step: ``step(params, carry, u: [*b, k]) -> (carry, y: [*b, p])``, the time-sequential
+        part.
+      coefficients: for cells whose recurrence is linear in the carry,
+        ``coefficients(params, xs: [..., d]) -> (a, b)`` with
+        :math:`h_t = a_t \odot h_{t-1} + b_t`; ``None`` otherwise.
+    """
+
+    init: Callable[[PRNGKey, int], Params]
+    initial_carry: Callable[[Params, Shape], Carry]
+    project: Callable[[Params, Array], Array]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    coefficients: Callable[[Params, Array], tuple[Array, Array]] | None = None
+
+    def apply(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``."""
+        return self.step(params, carry, self.project(params, x))
+
+
+class LSTMState(NamedTuple):
+    """Carry of :func:`lstm`."""
+
+    h: Array  # [*b, p] hidden state (the output), p = proj_size or hidden_size
+    c: Array  # [*b, h] cell state
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _default_kernel_init() -> Initializer:
+    # LeCun uniform: variance 1/fan_in, where fan_in = d is the same whether gates are fused.
+    return jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+
+
+def _check_size(name: str, value: Any) -> int:
+    try:
+        size = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, received {value!r}") from None
+    if isinstance(value, bool) or size < 1:
+        raise ValueError(f"{name} must be a positive int, received {value!r}")
+    return size
+
+
+def _carry_dtype(params: Params) -> jnp.dtype:
+    return jnp.promote_types(params["w_h"].dtype, jnp.float32)
+
+
+def _dot(x: Array, w: Array, dtype: DTypeLike | None) -> Array:
+    """``x @ w`` in ``dtype`` (default ``w.dtype``), accumulated in at least float32."""
+    dt = w.dtype if dtype is None else jnp.dtype(dtype)
+    acc = jnp.promote_types(dt, jnp.float32)
+    return jnp.matmul(x.astype(dt), w.astype(dt), preferred_element_type=acc)
+
+
+def _check_features(cell: str, xs: Array, w_i: Array) -> None:
+    if xs.ndim < 1 or xs.shape[-1] != w_i.shape[0]:
+        raise ValueError(
+            f"{cell}: expected inputs whose last axis has {w_i.shape[0]} features "
+            f"(the input_size given to init), received an array of shape {tuple(xs.shape)}"
+        )
+
+
+def _layer_norm(x: Array, scale: Array, bias: Array | None, eps: float) -> Array:
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + eps) * scale.astype(x.dtype)
+    return y if bias is None else y + bias.astype(x.dtype)
+
+
+def _input_projection(
+    cell: str, params: Params, xs: Array, dtype: DTypeLike | None, ln_eps: float | None = None
+) -> Array:
+    """Fused input projection of all gates: ``xs @ w_i (+ b)``, optionally layer-normed."""
+    xs = jnp.asarray(xs)
+    _check_features(cell, xs, params["w_i"])
+    us = _dot(xs, params["w_i"], dtype)
+    if ln_eps is not None:
+        us = _layer_norm(us, params["ln_i"], None, ln_eps)
+    if "b" in params:
+        us = us + params["b"].astype(us.dtype)
+    return us
+
+
+def _blockwise(init: Initializer, key: PRNGKey, rows: int, cols: int, blocks: int, dtype) -> Array:
+    """``blocks`` independent ``[rows, cols]`` draws side by side (one per gate)."""
+    keys = jax.random.split(key, blocks)
+    return jnp.concatenate([init(k, (rows, cols), dtype) for k in keys], axis=-1)
+
+
+def _zeros_carry(params: Params, batch_shape: Shape, size: int) -> Array:
+    return jnp.zeros((*tuple(batch_shape), size), _carry_dtype(params))
+
+
+# --------------------------------------------------------------------------- Elman RNN
+
+
+def simple_rnn(
+    hidden_size: int,
+    *,
+    activation: str = "tanh",
+    use_bias: bool = True,
+    kernel_init: Initializer | None = None,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+) -> Cell:
+    r"""Elman RNN (Elman 1990).
+
+    .. math::
+        h_t = \phi(W_{i} x_t + W_{h} h_{t-1} + b), \qquad y_t = h_t,
+
+    with :math:`\phi` = ``tanh`` or ``relu`` (as ``torch.nn.RNN``'s ``nonlinearity``).
+
+    Params: ``w_i: [d, h]``, ``w_h: [h, h]``, ``b: [h]`` (absent when ``use_bias=False``).
+    Carry: ``h: [*b, h]``.
+
+    Args:
+      hidden_size: number of hidden units ``h``.
+      activation: ``"tanh"`` or ``"relu"``.
+      use_bias: whether the cell has a bias.
+      kernel_init: initialiser of ``w_i`` (default LeCun uniform, variance ``1/d``).
+      recurrent_init: initialiser of ``w_h`` (default orthogonal, Saxe et al. 2014).
+      bias_init: initialiser of ``b`` (default zeros).
+      dtype: dtype of the matmuls (default: that of the parameters).
+      param_dtype: dtype of the parameters.
+    """
+    _check_size("hidden_size", hidden_size)
+    acts = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+    if activation not in acts:
+        raise ValueError(f"activation must be one of {sorted(acts)}, received {activation!r}")
+    act = acts[activation]
+    kernel_init = kernel_init or _default_kernel_init()
+    recurrent_init = recurrent_init or jax.nn.initializers.orthogonal()
+
+    def init(key: PRNGKey, input_size: int) -> Params:
+        d = _check_size("input_size", input_size)
+        k_i, k_h, k_b = jax.random.split(key, 3)
+        params = {
+            "w_i": kernel_init(k_i, (d, hidden_size), param_dtype),
+            "w_h": recurrent_init(k_h, (hidden_size, hidden_size), param_dtype),
+        }
+        if use_bias:
+            params["b"] = bias_init(k_b, (hidden_size,), param_dtype)
+        return params
+
+    def initial_carry(params: Params, batch_shape: Shape) -> Array:
+        return _zeros_carry(params, batch_shape, hidden_size)
+
+    def project(params: Params, xs: Array) -> Array:
+        return _input_projection("simple_rnn", params, xs, dtype)
+
+    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+        h_new = act(u + _dot(h, params["w_h"], dtype)).astype(h.dtype)
+        return h_new, h_new
+
+    return Cell(init, initial_carry, project, step)
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    proj_size: int | None = None,
+    layer_norm: bool = False,
+    use_bias: bool = True,
+    kernel_init: Initializer | None = None,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+    ln_eps: float = 1e-5,
+) -> Cell:
+    r"""Long short-term memory (Hochreiter and Schmidhuber 1997) with a forget gate
+    (Gers et al. 2000); gate order i, f, g, o as in PyTorch and cuDNN.
+
+    .. math::
+        \begin{aligned}
+        i_t &= \sigma(W_{ii} x_t + W_{hi} h_{t-1} + b_i) \\
+        f_t &= \sigma(W_{if} x_t + W_{hf} h_{t-1} + b_f) \\
+        g_t &= \tanh(W_{ig} x_t + W_{hg} h_{t-1} + b_g) \\
+        o_t &= \sigma(W_{io} x_t + W_{ho} h_{t-1} + b_o) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t), \qquad y_t = h_t
+        \end{aligned}
+
+    With ``proj_size`` (Sak et al. 2014; as ``torch.nn.LSTM``), :math:`h_t = W_{hr}(o_t \odot
+    \tanh(c_t))` has ``proj_size`` units and feeds the recurrence. With ``layer_norm`` (Ba et
+    al. 2016), the input and recurrent pre-activations are normalised separately,
+    :math:`\mathrm{LN}(W_i x_t; \gamma_i) + \mathrm{LN}(W_h h_{t-1}; \gamma_h) + b`, and
+    :math:`h_t = o_t \odot \tanh(\mathrm{LN}(c_t; \gamma_c, \beta_c))`.
+
+    Params: ``w_i: [d, 4h]``, ``w_h: [p, 4h]``, ``b: [4h]`` (PyTorch's ``b_ih + b_hh``;
+    absent when ``use_bias=False``), ``w_proj: [h, p]`` with ``proj_size``, and ``ln_i,
+    ln_h: [4h]``, ``ln_c, ln_c_bias: [h]`` with ``layer_norm``. Carry: :class:`LSTMState`.
+
+    Args:
+      hidden_size: number of cell units ``h``.
+      forget_bias: added to the forget-gate bias at initialisation only (Gers et al. 2000;
+        Jozefowicz et al. 2015), so that the cell remembers by default; the forward pass has
+        no hidden constant, which keeps PyTorch and Flax weights exact.
+      proj_size: size ``p`` of the projected hidden state, or ``None``.
+      layer_norm: whether to layer-normalise the gate pre-activations and the cell.
+      use_bias: whether the cell has a bias.
+      kernel_init: initialiser of ``w_i`` (default LeCun uniform, variance ``1/d``).
+      recurrent_init: initialiser of each gate's block of ``w_h`` (default orthogonal,
+        Saxe et al. 2014); also used for ``w_proj``.
+      bias_init: initialiser of ``b`` before ``forget_bias`` is added (default zeros).
+      dtype: dtype of the matmuls (default: that of the parameters).
+      param_dtype: dtype of the parameters.
+      ln_eps: epsilon of the layer normalisation.
+    """
+    _check_size("hidden_size", hidden_size)
+    if proj_size is not None:
+        _check_size("proj_size", proj_size)
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size ({hidden_size}), "
+                f"received {proj_size}"
+            )
+    out_size = proj_size or hidden_size
+    kernel_init = kernel_init or _default_kernel_init()
+    recurrent_init = recurrent_init or jax.nn.initializers.orthogonal()
+    eps = ln_eps if layer_norm else None
+
+    def init(key: PRNGKey, input_size: int) -> Params:
+        d = _check_size("input_size", input_size)
+        k_i, k_h, k_b, k_p = jax.random.split(key, 4)
+        h = hidden_size
+        params = {
+            "w_i": kernel_init(k_i, (d, 4 * h), param_dtype),
+            "w_h": _blockwise(recurrent_init, k_h, out_size, h, 4, param_dtype),
+        }
+        if use_bias:
+            b = bias_init(k_b, (4 * h,), param_dtype)
+            params["b"] = b.at[h : 2 * h].add(jnp.asarray(forget_bias, param_dtype))
+        if proj_size is not None:
+            params["w_proj"] = recurrent_init(k_p, (h, proj_size), param_dtype)
+        if layer_norm:
+            params["ln_i"] = jnp.ones((4 * h,), param_dtype)
+            params["ln_h"] = jnp.ones((4 * h,), param_dtype)
+            params["ln_c"] = jnp.ones((h,), param_dtype)
+            params["ln_c_bias"] = jnp.zeros((h,), param_dtype)
+        return params
+
+    def initial_carry(params: Params, batch_shape: Shape) -> LSTMState:
+        return LSTMState(
+            h=_zeros_carry(params, batch_shape, out_size),
+            c=_zeros_carry(params, batch_shape, hidden_size),
+        )
+
+    def project(params: Params, xs: Array) -> Array:
+        return _input_projection("lstm", params, xs, dtype, eps)
+
+    def step(params: Params, carry: LSTMState, u: Array) -> tuple[LSTMState, Array]:
+        h, c = carry
+        rec = _dot(h, params["w_h"], dtype)
+        if layer_norm:
+            rec = _layer_norm(rec, params["ln_h"], None, ln_eps)
+        i, f, g, o = jnp.split(u + rec, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        c_out = _layer_norm(c_new, params["ln_c"], params["ln_c_bias"], ln_eps) if layer_norm else c_new
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_out)
+        if proj_size is not None:
+            h_new = _dot(h_new, params["w_proj"], dtype)
+        h_new = h_new.astype(h.dtype)
+        return LSTMState(h_new, c_new.astype(c.dtype)), h_new
+
+    return Cell(init, initial_carry, project, step)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+def gru(
+    hidden_size: int,
+    *,
+    reset_after: bool = True,
+    use_bias: bool = True,
+    kernel_init: Initializer | None = None,
+    recurrent_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+) -> Cell:
+    r"""Gated recurrent unit (Cho et al. 2014); gate order r, z, n as in PyTorch.
+
+    With ``reset_after=True`` (PyTorch, cuDNN and Keras default) the reset gate multiplies
+    the recurrent projection including its bias:
+
+    .. math::
+        \begin{aligned}
+        r_t &= \sigma(W_{ir} x_t + W_{hr} h_{t-1} + b_r) \\
+        z_t &= \sigma(W_{iz} x_t + W_{hz} h_{t-1} + b_z) \\
+        n_t &= \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}, \qquad y_t = h_t
+        \end{aligned}
+
+    With ``reset_after=False`` (the original form of Cho et al. 2014) the reset gate acts on
+    the state before the matmul: :math:`n_t = \tanh(W_{in} x_t + W_{hn} (r_t \odot h_{t-1})
+    + b_n)`.
+
+    Params: ``w_i: [d, 3h]``, ``w_h: [h, 3h]``, ``b: [3h]`` (for r and z PyTorch's
+    ``b_ih + b_hh``; for n, ``b_in``), and ``b_hn: [h]`` when ``reset_after``; no biases
+    when ``use_bias=False``. Carry: ``h: [*b, h]``.
+
+    Args:
+      hidden_size: number of hidden units ``h``.
+      reset_after: where the reset gate applies (see above).
+      use_bias: whether the cell has biases.
+      kernel_init: initialiser of ``w_i`` (default LeCun uniform, variance ``1/d``).
+      recurrent_init: initialiser of each gate's block of ``w_h`` (default orthogonal).
+      bias_init: initialiser of the biases (default zeros).
+      dtype: dtype of the matmuls (default: that of the parameters).
+      param_dtype: dtype of the parameters.
+    """
+    _check_size("hidden_size", hidden_size)
+    kernel_init = kernel_init or _default_kernel_init()
+    recurrent_init = recurrent_init or jax.nn.initializers.orthogonal()
+    hs = hidden_size
+
+    def init(key: PRNGKey, input_size: int) -> Params:
+        d = _check_size("input_size", input_size)
+        k_i, k_h, k_b, k_bn = jax.random.split(key, 4)
+        params = {
+            "w_i": kernel_init(k_i, (d, 3 * hs), param_dtype),
+            "w_h": _blockwise(recurrent_init, k_h, hs, hs, 3, param_dtype),
+        }
+        if use_bias:
+            params["b"] = bias_init(k_b, (3 * hs,), param_dtype)
+            if reset_after:
+                params["b_hn"] = bias_init(k_bn, (hs,), param_dtype)
+        return params
+
+    def initial_carry(params: Params, batch_shape: Shape) -> Array:
+        return _zeros_carry(params, batch_shape, hs)
+
+    def project(params: Params, xs: Array) -> Array:
+        return _input_projection("gru", params, xs, dtype)
+
+    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+        w_h = params["w_h"]
+        u_rz, u_n = u[..., : 2 * hs], u[..., 2 * hs :]
+        if reset_after:
+            rec = _dot(h, w_h, dtype)
+            r, z = jnp.split(jax.nn.sigmoid(u_rz + rec[..., : 2 * hs]), 2, axis=-1)
+            rec_n = rec[..., 2 * hs :]
+            if "b_hn" in params:
+                rec_n = rec_n + params["b_hn"].astype(rec_n.dtype)
+            n = jnp.tanh(u_n + r * rec_n)
+        else:
+            r, z = jnp.split(jax.nn.sigmoid(u_rz + _dot(h, w_h[:, : 2 * hs], dtype)), 2, axis=-1)
+            n = jnp.tanh(u_n + _dot(r * h, w_h[:, 2 * hs :], dtype))
+        h_new = (n + z * (h - n)).astype(h.dtype)
+        return h_new, h_new
+
+    return Cell(init, initial_carry, project, step)
+
+
+# --------------------------------------------------------------------------- minGRU
+
+
+def min_gru(
+    hidden_size: int,
+    *,
+    kernel_init: Initializer | None = None,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    dtype: DTypeLike | None = None,
+    param_dtype: DTypeLike = jnp.float32,
+) -> Cell:
+    r"""minGRU (Feng et al. 2024, "Were RNNs All We Needed?"), linear in its carry.
+
+    .. math::
+        z_t = \sigma(W_z x_t + b_z), \quad \tilde h_t = W_h x_t + b_h, \quad
+        h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t, \qquad y_t = h_t
+
+    The gates depend on the input only, so ``coefficients`` gives :math:`a_t = 1 - z_t`,
+    :math:`b_t = z_t \odot \tilde h_t` and the sequence level can run the recurrence as a
+    parallel (associative) scan.
+
+    Params: ``w_i: [d, 2h]``, ``b: [2h]``. Carry: ``h: [*b, h]``.
+    """
+    _check_size("hidden_size", hidden_size)
+    kernel_init = kernel_init or _default_kernel_init()
+    hs = hidden_size
+
+    def init(key: PRNGKey, input_size: int) -> Params:
+        d = _check_size("input_size", input_size)
+        k_i, k_b = jax.random.split(key)
+        return {
+            "w_i": kernel_init(k_i, (d, 2 * hs), param_dtype),
+            "b": bias_init(k_b, (2 * hs,), param_dtype),
+        }
+
+    def initial_carry(params: Params, batch_shape: Shape) -> Array:
+        dt = jnp.promote_types(params["w_i"].dtype, jnp.float32)
+        return jnp.zeros((*tuple(batch_shape), hs), dt)
+
+    def project(params: Params, xs: Array) -> Array:
+        return _input_projection("min_gru", params, xs, dtype)
+
+    def _ab(us: Array) -> tuple[Array, Array]:
+        z = jax.nn.sigmoid(us[..., :hs])
+        return 1.0 - z, z * us[..., hs:]
+
+    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+        a, b = _ab(u)
+        h_new = (a * h + b).astype(h.dtype)
+        return h_new, h_new
+
+    def coefficients(params: Params, xs: Array) -> tuple[Array, Array]:
+        return _ab(project(params, xs))
+
+    return Cell(init, initial_carry, project, step, coefficients)

@@ -1,0 +1,367 @@
+r"""The sequence engine: run a :class:`~seqjax.cells.Cell` over whole sequences.
+
+A :class:`Seq` is a ``NamedTuple`` ``(init, initial_carry, apply)`` of pure functions:
+
+.. code-block:: python
+
+    layer = seqjax.recurrent(seqjax.lstm(128))
+    params = layer.init(key, input_size)
+    carry, ys = layer.apply(params, xs, carry=None, lengths=None, resets=None, key=None)
+
+The input projection of every step is one matmul (``cell.project`` on the whole sequence);
+only the recurrent part runs inside :func:`jax.lax.scan`.
+
+Semantics shared by every ``apply``:
+
+* ``xs: [*b, t, d]`` (``[t, *b, d]`` with ``time_major=True``, which runs without any
+  transpose); any number of leading batch axes, including none.
+* ``lengths: int[*b]`` marks right-padded sequences. Outputs at steps ``>= length`` are zeros
+  and the returned carry is the one after the last valid step (steps past the length leave
+  the carry untouched, so no per-step carries are stored). A length of zero returns the
+  initial carry and all-zero outputs. Concrete lengths outside ``[0, t]`` raise
+  ``ValueError``; under ``jit`` they cannot be checked and are clipped to ``[0, t]``.
+* ``resets: bool[*b, t]`` (``[t, *b]`` time-major) marks the first step of each segment of a
+  packed sequence: the carry restarts from the initial carry there. With ``reverse=True``
+  the segments are the same and each is run right to left, so a bidirectional layer
+  sees each segment as a separate sequence.
+* ``reverse=True`` runs right to left; with ``lengths`` each sequence is reversed within its
+  own length and outputs stay aligned with their inputs.
+* A sequence of length ``t = 0`` returns the initial (or given) carry and ``ys`` with a time
+  axis of size 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from seqjax.cells import Cell
+from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
+
+__all__ = ["Seq", "recurrent", "scan"]
+
+
+class Seq(NamedTuple):
+    """A whole-sequence function as pure functions.
+
+    Attributes:
+      init: ``init(key, input_size) -> params``.
+      initial_carry: ``initial_carry(params, batch_shape) -> carry``.
+      apply: ``apply(params, xs, carry=None, *, lengths=None, resets=None, key=None)
+        -> (carry, ys)``; see the module docstring for the semantics.
+    """
+
+    init: Callable[[PRNGKey, int], Params]
+    initial_carry: Callable[[Params, Shape], Carry]
+    apply: Callable[..., tuple[Carry, Array]]
+
+
+Remat = None | str | int
+
+
+def recurrent(
+    cell: Cell,
+    *,
+    reverse: bool = False,
+    time_major: bool = False,
+    unroll: int | bool = 1,
+    remat: Remat = None,
+    parallel: bool = False,
+) -> Seq:
+    """Turns a cell into a :class:`Seq` that runs it over whole sequences.
+
+    Args:
+      cell: the :class:`~seqjax.cells.Cell` to run.
+      reverse: run right to left (within each sequence's length).
+      time_major: ``xs`` is ``[t, *b, d]`` instead of ``[*b, t, d]``.
+      unroll: steps unrolled per loop iteration (:func:`jax.lax.scan`'s ``unroll``).
+      remat: what the backward pass recomputes instead of storing. ``None``: nothing
+        (fastest, memory grows as ``t`` times the per-step activations). ``"step"``: each
+        step's gate activations (the carries and input projections are still stored).
+        An int ``k``: the sequence is cut in chunks of ``k`` steps and only the carries at
+        chunk boundaries are stored; the input projection and the steps of a chunk are
+        recomputed in the backward pass, so memory grows as ``t / k + k``. ``"sqrt"``:
+        ``k = ceil(sqrt(t))``.
+      parallel: run the recurrence as an associative scan (O(log t) depth). Needs a cell
+        with ``coefficients`` (linear in its carry, such as :func:`~seqjax.min_gru`);
+        gives the same numbers as the sequential scan up to float rounding.
+
+    Returns:
+      A :class:`Seq` whose ``init`` and ``initial_carry`` are the cell's.
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(f"recurrent expects a seqjax Cell, received {type(cell).__name__}")
+    _check_remat(remat)
+    if parallel and cell.coefficients is None:
+        raise ValueError("parallel=True needs a cell with coefficients (linear in its carry)")
+    if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"unroll must be a positive int or a bool, received {unroll!r}")
+    apply = functools.partial(
+        _recurrent_apply,
+        cell,
+        reverse=bool(reverse),
+        time_major=bool(time_major),
+        unroll=unroll,
+        remat=remat,
+        parallel=bool(parallel),
+    )
+    return Seq(cell.init, cell.initial_carry, apply)
+
+
+def scan(
+    cell: Cell,
+    params: Params,
+    xs: ArrayLike,
+    carry: Carry | None = None,
+    *,
+    lengths: ArrayLike | None = None,
+    resets: ArrayLike | None = None,
+    key: PRNGKey | None = None,
+    **options: Any,
+) -> tuple[Carry, Array]:
+    """Shorthand for ``recurrent(cell, **options).apply(params, xs, carry, ...)``."""
+    return recurrent(cell, **options).apply(params, xs, carry, lengths=lengths, resets=resets, key=key)
+
+
+def reversed_layer(seq: Seq) -> Seq | None:
+    """The same recurrent layer running the other way, or ``None`` if ``seq`` is not one."""
+    apply = seq.apply
+    if isinstance(apply, functools.partial) and apply.func is _recurrent_apply:
+        (cell,) = apply.args
+        return recurrent(cell, **{**apply.keywords, "reverse": not apply.keywords["reverse"]})
+    return None
+
+
+def layout(xs: Array, time_major: bool) -> tuple[int, Shape]:
+    """``(t, batch_shape)`` of ``xs``, checking that it has a time and a feature axis."""
+    if xs.ndim < 2:
+        want = "[t, *b, d]" if time_major else "[*b, t, d]"
+        raise ValueError(
+            f"expected xs of shape {want} with at least a time and a feature axis, "
+            f"received shape {tuple(xs.shape)}"
+        )
+    if time_major:
+        return xs.shape[0], tuple(xs.shape[1:-1])
+    return xs.shape[-2], tuple(xs.shape[:-2])
+
+
+def check_lengths(lengths: ArrayLike | None, batch_shape: Shape, t: int) -> Array | None:
+    """Validates ``lengths: int[*b]``; values outside ``[0, t]`` raise when concrete."""
+    if lengths is None:
+        return None
+    lengths = jnp.asarray(lengths)
+    if not jnp.issubdtype(lengths.dtype, jnp.integer):
+        raise TypeError(f"lengths must be an integer array, received dtype {lengths.dtype}")
+    if tuple(lengths.shape) != tuple(batch_shape):
+        raise ValueError(
+            f"lengths must have the batch shape of xs, {tuple(batch_shape)}, "
+            f"received shape {tuple(lengths.shape)}"
+        )
+    try:
+        concrete = np.asarray(lengths)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return jnp.clip(lengths, 0, t)
+    if concrete.size and (concrete.min() < 0 or concrete.max() > t):
+        raise ValueError(
+            f"lengths must lie in [0, {t}] (the time axis of xs), received values from "
+            f"{concrete.min()} to {concrete.max()}"
+        )
+    return lengths
+
+
+def check_resets(
+    resets: ArrayLike | None, batch_shape: Shape, t: int, time_major: bool
+) -> Array | None:
+    """Validates ``resets: bool[*b, t]`` (``[t, *b]`` time-major); returns it time-major."""
+    if resets is None:
+        return None
+    resets = jnp.asarray(resets)
+    if resets.dtype != jnp.bool_:
+        raise TypeError(f"resets must be a bool array, received dtype {resets.dtype}")
+    want = (t, *batch_shape) if time_major else (*batch_shape, t)
+    if tuple(resets.shape) != want:
+        raise ValueError(f"resets must have shape {want}, received shape {tuple(resets.shape)}")
+    return resets if time_major else jnp.moveaxis(resets, -1, 0)
+
+
+def check_carry(
+    initial_carry: Callable[[Params, Shape], Carry],
+    params: Params,
+    carry: Carry | None,
+    batch_shape: Shape,
+) -> Carry:
+    """The given carry cast to the expected structure and dtypes, or the initial carry."""
+    if carry is None:
+        return initial_carry(params, batch_shape)
+    expected = jax.eval_shape(lambda p: initial_carry(p, batch_shape), params)
+    want, treedef = jax.tree.flatten(expected)
+    got = jax.tree.leaves(carry)
+    if len(got) != len(want) or any(np.shape(g) != w.shape for g, w in zip(got, want)):
+        raise ValueError(
+            f"carry must match the initial carry for batch shape {tuple(batch_shape)}: "
+            f"expected leaves of shapes {[w.shape for w in want]}, "
+            f"received {[tuple(np.shape(g)) for g in got]}"
+        )
+    return jax.tree.unflatten(treedef, [jnp.asarray(g, w.dtype) for g, w in zip(got, want)])
+
+
+def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
+    """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``."""
+
+    def leaf(x, y):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, y)
+
+    return jax.tree.map(leaf, on_true, on_false)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _check_remat(remat: Remat) -> None:
+    if remat is None or remat in ("step", "sqrt"):
+        return
+    if isinstance(remat, bool) or not isinstance(remat, int) or remat < 1:
+        raise ValueError(
+            f'remat must be None, "step", "sqrt" or a positive int chunk size, received {remat!r}'
+        )
+
+
+def _chunk_size(remat: Remat, t: int) -> int | None:
+    if t == 0 or remat is None or remat == "step":
+        return None
+    return max(1, math.isqrt(t - 1) + 1) if remat == "sqrt" else min(remat, t)
+
+
+def _recurrent_apply(
+    cell: Cell,
+    params: Params,
+    xs: ArrayLike,
+    carry: Carry | None = None,
+    *,
+    lengths: ArrayLike | None = None,
+    resets: ArrayLike | None = None,
+    key: PRNGKey | None = None,
+    reverse: bool,
+    time_major: bool,
+    unroll: int | bool,
+    remat: Remat,
+    parallel: bool,
+) -> tuple[Carry, Array]:
+    del key  # a plain recurrent layer is deterministic
+    xs = jnp.asarray(xs)
+    t, batch_shape = layout(xs, time_major)
+    carry0 = check_carry(cell.initial_carry, params, carry, batch_shape)
+    lengths = check_lengths(lengths, batch_shape, t)
+    resets = check_resets(resets, batch_shape, t, time_major)
+    if reverse and resets is not None:
+        # Right to left, a segment starts at the step just before the next segment's first.
+        resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
+    xs_t = xs if time_major else jnp.moveaxis(xs, -2, 0)  # [t, *b, d]
+    run = _parallel_scan if parallel else _sequential_scan
+    carry, ys_t = run(
+        cell, params, xs_t, carry0, lengths, resets, reverse=reverse, unroll=unroll, remat=remat
+    )
+    return carry, (ys_t if time_major else jnp.moveaxis(ys_t, 0, -2))
+
+
+def _sequential_scan(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry0: Carry,
+    lengths: Array | None,
+    resets: Array | None,
+    *,
+    reverse: bool,
+    unroll: int | bool,
+    remat: Remat,
+) -> tuple[Carry, Array]:
+    """``lax.scan`` of ``cell.step`` over time-major inputs ``xs: [t, *b, d]``."""
+    t = xs.shape[0]
+    chunk = _chunk_size(remat, t)
+    pad = (-t) % chunk if chunk else 0
+    if pad and lengths is None:
+        lengths = jnp.full(xs.shape[1:-1], t, jnp.int32)  # masks the padding steps
+
+    def body(carry, inp):
+        step_t, u, reset_t = inp
+        prev = carry
+        if reset_t is not None:
+            carry = tree_where(reset_t, carry0, carry)
+        new, y = cell.step(params, carry, u)
+        if lengths is not None:
+            valid = step_t < lengths
+            new = tree_where(valid, new, prev)
+            y = tree_where(valid, y, jnp.zeros_like(y))
+        return new, y
+
+    if remat == "step":
+        body = jax.checkpoint(body)
+    steps = jnp.arange(t + pad, dtype=jnp.int32)
+    if chunk is None:
+        us = cell.project(params, xs)
+        return jax.lax.scan(body, carry0, (steps, us, resets), reverse=reverse, unroll=unroll)
+
+    def pad_and_fold(a):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape((a.shape[0] // chunk, chunk) + a.shape[1:])
+
+    @jax.checkpoint
+    def chunk_body(carry, inp):
+        steps_c, xs_c, resets_c = inp
+        us_c = cell.project(params, xs_c)
+        return jax.lax.scan(body, carry, (steps_c, us_c, resets_c), reverse=reverse, unroll=unroll)
+
+    folded = (steps.reshape(-1, chunk), *jax.tree.map(pad_and_fold, (xs, resets)))
+    carry, ys = jax.lax.scan(chunk_body, carry0, folded, reverse=reverse)
+    return carry, ys.reshape((-1,) + ys.shape[2:])[:t]
+
+
+def _parallel_scan(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    h0: Array,
+    lengths: Array | None,
+    resets: Array | None,
+    *,
+    reverse: bool,
+    unroll: int | bool,
+    remat: Remat,
+) -> tuple[Array, Array]:
+    """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``."""
+    del unroll, remat
+    if xs.shape[0] == 0:
+        return h0, jnp.zeros((0, *h0.shape), h0.dtype)
+    a, b = cell.coefficients(params, xs)  # [t, *b, h]
+    a, b = a.astype(h0.dtype), b.astype(h0.dtype)
+    if resets is not None:
+        r = resets[..., None]
+        b = jnp.where(r, a * h0 + b, b)
+        a = jnp.where(r, 0.0, a)
+    valid = None
+    if lengths is not None:
+        valid = (jnp.arange(xs.shape[0]).reshape((-1,) + (1,) * lengths.ndim) < lengths)[..., None]
+        a = jnp.where(valid, a, 1.0)
+        b = jnp.where(valid, b, 0.0)
+
+    def combine(earlier, later):
+        a1, b1 = earlier
+        a2, b2 = later
+        return a1 * a2, a2 * b1 + b2
+
+    if reverse:
+        a, b = a[::-1], b[::-1]
+    a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0)
+    hs = a_cum * h0 + b_cum
+    if reverse:
+        hs = hs[::-1]
+    carry = hs[0] if reverse else hs[-1]
+    ys = hs if valid is None else jnp.where(valid, hs, 0.0)
+    return carry, ys
