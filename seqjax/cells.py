@@ -12,7 +12,7 @@ valid :func:`jax.lax.scan` body. Every leading axis is a batch axis.
 
 Precision: ``param_dtype`` is the dtype of the parameters, ``dtype`` the dtype the matmuls
 run in (default: that of the parameters). Matmuls accumulate in at least float32 and the
-carry is kept in at least float32 (``promote_types(param_dtype, float32)``), so bfloat16
+carry is kept in at least float32, so bfloat16
 parameters run with float32 carries and gate arithmetic.
 """
 
@@ -38,7 +38,7 @@ __all__ = [
 
 
 class Cell(NamedTuple):
-    """One recurrent time step as pure functions.
+    r"""One recurrent time step as pure functions.
 
     Attributes:
       init: ``init(key, input_size) -> params``.
@@ -89,15 +89,22 @@ def _check_size(name: str, value: Any) -> int:
     return size
 
 
+def _at_least_f32(dtype: DTypeLike) -> jnp.dtype:
+    """float32 for narrower floats (bfloat16, float16), the dtype itself otherwise."""
+    dtype = jnp.dtype(dtype)
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
 def _carry_dtype(params: Params) -> jnp.dtype:
-    return jnp.promote_types(params["w_h"].dtype, jnp.float32)
+    return _at_least_f32(params["w_h"].dtype)
 
 
 def _dot(x: Array, w: Array, dtype: DTypeLike | None) -> Array:
     """``x @ w`` in ``dtype`` (default ``w.dtype``), accumulated in at least float32."""
     dt = w.dtype if dtype is None else jnp.dtype(dtype)
-    acc = jnp.promote_types(dt, jnp.float32)
-    return jnp.matmul(x.astype(dt), w.astype(dt), preferred_element_type=acc)
+    acc = _at_least_f32(dt)
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    return jax.lax.dot_general(x.astype(dt), w.astype(dt), dims, preferred_element_type=acc)
 
 
 def _check_features(cell: str, xs: Array, w_i: Array) -> None:
@@ -444,8 +451,7 @@ def min_gru(
         }
 
     def initial_carry(params: Params, batch_shape: Shape) -> Array:
-        dt = jnp.promote_types(params["w_i"].dtype, jnp.float32)
-        return jnp.zeros((*tuple(batch_shape), hs), dt)
+        return jnp.zeros((*tuple(batch_shape), hs), _at_least_f32(params["w_i"].dtype))
 
     def project(params: Params, xs: Array) -> Array:
         return _input_projection("min_gru", params, xs, dtype)

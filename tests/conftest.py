@@ -1,0 +1,95 @@
+"""Shared fixtures: a catalogue of cells and hand-written NumPy references of their equations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqjax
+
+# name -> constructor of a small cell; hidden 6 (proj 4) keeps compile and run time low.
+CELLS = {
+    "rnn_tanh": lambda **kw: seqjax.simple_rnn(6, **kw),
+    "rnn_relu": lambda **kw: seqjax.simple_rnn(6, activation="relu", **kw),
+    "rnn_nobias": lambda **kw: seqjax.simple_rnn(6, use_bias=False, **kw),
+    "lstm": lambda **kw: seqjax.lstm(6, **kw),
+    "lstm_proj": lambda **kw: seqjax.lstm(6, proj_size=4, **kw),
+    "lstm_ln": lambda **kw: seqjax.lstm(6, layer_norm=True, **kw),
+    "lstm_nobias": lambda **kw: seqjax.lstm(6, use_bias=False, **kw),
+    "gru": lambda **kw: seqjax.gru(6, **kw),
+    "gru_before": lambda **kw: seqjax.gru(6, reset_after=False, **kw),
+    "gru_nobias": lambda **kw: seqjax.gru(6, use_bias=False, **kw),
+    "min_gru": lambda **kw: seqjax.min_gru(6, **kw),
+}
+OUT_SIZE = {"lstm_proj": 4}
+
+
+@pytest.fixture(params=sorted(CELLS))
+def cell_name(request):
+    return request.param
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _ln(x, scale, bias=0.0, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def reference_step(name, params, carry, x):
+    """One step of ``name`` written from the standard equations, in float64 NumPy."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    x = np.asarray(x, np.float64)
+    b = p.get("b", 0.0)
+    if name.startswith("rnn"):
+        h = np.asarray(carry, np.float64)
+        pre = x @ p["w_i"] + h @ p["w_h"] + b
+        h = np.maximum(pre, 0.0) if name == "rnn_relu" else np.tanh(pre)
+        return h, h
+    if name.startswith("lstm"):
+        h, c = (np.asarray(a, np.float64) for a in carry)
+        if name == "lstm_ln":
+            z = _ln(x @ p["w_i"], p["ln_i"]) + _ln(h @ p["w_h"], p["ln_h"]) + b
+        else:
+            z = x @ p["w_i"] + h @ p["w_h"] + b
+        i, f, g, o = np.split(z, 4, axis=-1)
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        c_out = _ln(c, p["ln_c"], p["ln_c_bias"]) if name == "lstm_ln" else c
+        h = _sigmoid(o) * np.tanh(c_out)
+        if "w_proj" in p:
+            h = h @ p["w_proj"]
+        return (h, c), h
+    if name.startswith("gru"):
+        h = np.asarray(carry, np.float64)
+        n_h = h.shape[-1]
+        xi = x @ p["w_i"] + b
+        w_r, w_z, w_n = np.split(p["w_h"], 3, axis=-1)
+        r = _sigmoid(xi[..., :n_h] + h @ w_r)
+        z = _sigmoid(xi[..., n_h : 2 * n_h] + h @ w_z)
+        if name == "gru_before":
+            n = np.tanh(xi[..., 2 * n_h :] + (r * h) @ w_n)
+        else:
+            n = np.tanh(xi[..., 2 * n_h :] + r * (h @ w_n + p.get("b_hn", 0.0)))
+        h = (1 - z) * n + z * h
+        return h, h
+    if name == "min_gru":
+        h = np.asarray(carry, np.float64)
+        n_h = h.shape[-1]
+        pre = x @ p["w_i"] + b
+        z = _sigmoid(pre[..., :n_h])
+        h = (1 - z) * h + z * pre[..., n_h:]
+        return h, h
+    raise KeyError(name)
+
+
+def randomize(params, seed=0, scale=0.5):
+    """Every leaf redrawn from N(0, scale^2), so zero biases and unit scales get tested too."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(params)
+    rng = np.random.default_rng(seed)
+    new = [np.asarray(rng.normal(0, scale, np.shape(x)), np.asarray(x).dtype) for x in leaves]
+    return jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in new])

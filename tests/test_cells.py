@@ -1,0 +1,164 @@
+"""Cells: equations against NumPy references, shapes, batching, dtypes, gradients, errors."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import CELLS, OUT_SIZE, randomize, reference_step
+from jax.test_util import check_grads
+
+import seqjax
+
+D = 5
+
+
+def _setup(name, batch_shape, seed=0, **kw):
+    cell = CELLS[name](**kw)
+    params = randomize(cell.init(jax.random.key(seed), D), seed)
+    rng = np.random.default_rng(seed + 1)
+    x = jnp.asarray(rng.normal(size=(*batch_shape, D)), jnp.float32)
+    carry = jax.tree.map(
+        lambda c: jnp.asarray(rng.normal(size=c.shape), c.dtype),
+        cell.initial_carry(params, batch_shape),
+    )
+    return cell, params, carry, x
+
+
+@pytest.mark.parametrize("batch_shape", [(), (3,), (2, 3)])
+def test_step_matches_reference_equations(cell_name, batch_shape):
+    cell, params, carry, x = _setup(cell_name, batch_shape)
+    new, y = cell.apply(params, carry, x)
+    ref_carry, ref_y = reference_step(cell_name, params, carry, x)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
+    for got, want in zip(jax.tree.leaves(new), jax.tree.leaves(ref_carry)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert y.shape == (*batch_shape, OUT_SIZE.get(cell_name, 6))
+
+
+def test_apply_is_step_of_project(cell_name):
+    cell, params, carry, x = _setup(cell_name, (4,))
+    a = cell.apply(params, carry, x)
+    b = cell.step(params, carry, cell.project(params, x))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_project_is_time_parallel(cell_name):
+    """Projecting a whole [b, t, d] block equals projecting each step."""
+    cell, params, _, _ = _setup(cell_name, ())
+    xs = jax.random.normal(jax.random.key(3), (2, 7, D))
+    whole = cell.project(params, xs)
+    steps = jnp.stack([cell.project(params, xs[:, t]) for t in range(7)], axis=1)
+    np.testing.assert_allclose(whole, steps, rtol=1e-6, atol=1e-6)
+
+
+def test_vmap_equals_batched_call(cell_name):
+    cell, params, carry, x = _setup(cell_name, (4,))
+    batched = cell.apply(params, carry, x)
+    mapped = jax.vmap(functools.partial(cell.apply, params))(carry, x)
+    for u, v in zip(jax.tree.leaves(batched), jax.tree.leaves(mapped)):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-6)
+
+
+def test_jit_equals_no_jit(cell_name):
+    cell, params, carry, x = _setup(cell_name, (4,))
+    eager = cell.apply(params, carry, x)
+    jitted = jax.jit(cell.apply)(params, carry, x)
+    for u, v in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-6)
+
+
+def test_apply_is_a_scan_body(cell_name):
+    cell, params, carry, _ = _setup(cell_name, (2,))
+    xs = jax.random.normal(jax.random.key(1), (5, 2, D))
+    final, ys = jax.lax.scan(functools.partial(cell.apply, params), carry, xs)
+    c = carry
+    for t in range(5):
+        c, y = cell.apply(params, c, xs[t])
+        np.testing.assert_allclose(ys[t], y, rtol=1e-6, atol=1e-6)
+    for u, v in zip(jax.tree.leaves(final), jax.tree.leaves(c)):
+        np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-6)
+
+
+def test_params_hold_only_arrays_and_initial_carry_is_zero(cell_name):
+    cell = CELLS[cell_name]()
+    params = cell.init(jax.random.key(0), D)
+    assert all(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(params))
+    carry = cell.initial_carry(params, (2, 3))
+    for leaf in jax.tree.leaves(carry):
+        assert leaf.shape[:2] == (2, 3) and leaf.dtype == jnp.float32
+        assert not np.any(np.asarray(leaf))
+
+
+def test_gradients_pass_check_grads(cell_name):
+    with jax.enable_x64(True):
+        cell, params, carry, x = _setup(cell_name, (2,), param_dtype=jnp.float64)
+        x = x.astype(jnp.float64)
+        assert jax.tree.leaves(carry)[0].dtype == jnp.float64
+
+        def loss(params, carry, x):
+            new, y = cell.apply(params, carry, x)
+            return jnp.sum(y**2) + sum(jnp.sum(jnp.sin(c)) for c in jax.tree.leaves(new))
+
+        check_grads(loss, (params, carry, x), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_params_run_with_float32_carry(cell_name):
+    cell32, params32, carry, x = _setup(cell_name, (3,))
+    cell16 = CELLS[cell_name](param_dtype=jnp.bfloat16)
+    params16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params32)
+    with jax.numpy_dtype_promotion("strict"):
+        new16, y16 = cell16.apply(params16, carry, x)
+    assert all(c.dtype == jnp.float32 for c in jax.tree.leaves(new16))
+    assert y16.dtype == jnp.float32
+    _, y32 = cell32.apply(params32, carry, x)
+    np.testing.assert_allclose(y16, y32, rtol=3e-2, atol=3e-2)
+
+
+def test_dtype_sets_matmul_precision():
+    cell = seqjax.lstm(6, dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), D)
+    assert params["w_i"].dtype == jnp.float32
+    x = jnp.ones((2, D))
+    jaxpr = jax.make_jaxpr(cell.project)(params, x)
+    assert "bf16" in str(jaxpr)
+
+
+def test_lstm_forget_bias_and_init_options():
+    cell = seqjax.lstm(4, forget_bias=2.5)
+    p = cell.init(jax.random.key(0), 3)
+    np.testing.assert_array_equal(p["b"], np.r_[np.zeros(4), np.full(4, 2.5), np.zeros(8)])
+    assert p["w_i"].shape == (3, 16) and p["w_h"].shape == (4, 16)
+    # The recurrent kernel is orthogonal per gate block.
+    for g in range(4):
+        block = np.asarray(p["w_h"][:, 4 * g : 4 * g + 4])
+        np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+    ones = seqjax.lstm(4, kernel_init=jax.nn.initializers.ones, forget_bias=0.0)
+    np.testing.assert_array_equal(ones.init(jax.random.key(0), 3)["w_i"], np.ones((3, 16)))
+    proj = seqjax.lstm(4, proj_size=2).init(jax.random.key(0), 3)
+    assert proj["w_h"].shape == (2, 16) and proj["w_proj"].shape == (4, 2)
+
+
+def test_wrong_feature_size_is_a_clear_error(cell_name):
+    cell, params, carry, _ = _setup(cell_name, (2,))
+    with pytest.raises(ValueError, match=r"expected inputs whose last axis has 5 features.*\(2, 4\)"):
+        cell.apply(params, carry, jnp.ones((2, 4)))
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: seqjax.lstm(0), ValueError, "hidden_size must be a positive int, received 0"),
+        (lambda: seqjax.gru(2.5), TypeError, "hidden_size must be an int"),
+        (lambda: seqjax.lstm(4, proj_size=4), ValueError, "proj_size must be smaller"),
+        (lambda: seqjax.simple_rnn(4, activation="sigmoid"), ValueError, "activation must be one of"),
+        (lambda: seqjax.lstm(4).init(jax.random.key(0), -1), ValueError, "input_size must be"),
+    ],
+)
+def test_bad_hyperparameters(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
