@@ -267,7 +267,8 @@ def _recurrent_apply(
     carry, ys_t = run(
         cell, params, xs_t, carry0, lengths, resets, reverse=reverse, unroll=unroll, remat=remat
     )
-    return carry, (ys_t if time_major else jnp.moveaxis(ys_t, 0, -2))
+    # A step may output a pytree (an attention decoder's outputs and weights): map every leaf.
+    return carry, (ys_t if time_major else jax.tree.map(lambda y: jnp.moveaxis(y, 0, -2), ys_t))
 
 
 def _sequential_scan(
@@ -298,7 +299,7 @@ def _sequential_scan(
         if lengths is not None:
             valid = step_t < lengths
             new = tree_where(valid, new, prev)
-            y = tree_where(valid, y, jnp.zeros_like(y))
+            y = tree_where(valid, y, jax.tree.map(jnp.zeros_like, y))
         return new, y
 
     if remat == "step":
@@ -320,7 +321,7 @@ def _sequential_scan(
 
     folded = (steps.reshape(-1, chunk), *jax.tree.map(pad_and_fold, (xs, resets)))
     carry, ys = jax.lax.scan(chunk_body, carry0, folded, reverse=reverse)
-    return carry, ys.reshape((-1,) + ys.shape[2:])[:t]
+    return carry, jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:t], ys)
 
 
 def _parallel_scan(
