@@ -273,8 +273,7 @@ def lstm(
         _check_size("proj_size", proj_size)
         if proj_size >= hidden_size:
             raise ValueError(
-                f"proj_size must be smaller than hidden_size ({hidden_size}), "
-                f"received {proj_size}"
+                f"proj_size must be smaller than hidden_size ({hidden_size}), received {proj_size}"
             )
     out_size = proj_size or hidden_size
     kernel_init = kernel_init or _default_kernel_init()
@@ -317,7 +316,9 @@ def lstm(
             rec = _layer_norm(rec, params["ln_h"], None, ln_eps)
         i, f, g, o = jnp.split(u + rec, 4, axis=-1)
         c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        c_out = _layer_norm(c_new, params["ln_c"], params["ln_c_bias"], ln_eps) if layer_norm else c_new
+        c_out = (
+            _layer_norm(c_new, params["ln_c"], params["ln_c_bias"], ln_eps) if layer_norm else c_new
+        )
         h_new = jax.nn.sigmoid(o) * jnp.tanh(c_out)
         if proj_size is not None:
             h_new = _dot(h_new, params["w_proj"], dtype)

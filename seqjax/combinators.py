@@ -170,4 +170,3 @@ def bidirectional(forward: Seq, backward: Seq | None = None, *, merge: str = "co
         return (c_f, c_b), combine(ys_f, ys_b)
 
     return Seq(init, initial_carry, apply)
-

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax import kernels
 from seqjax.cells import Cell
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
@@ -126,7 +127,9 @@ def scan(
     **options: Any,
 ) -> tuple[Carry, Array]:
     """Shorthand for ``recurrent(cell, **options).apply(params, xs, carry, ...)``."""
-    return recurrent(cell, **options).apply(params, xs, carry, lengths=lengths, resets=resets, key=key)
+    return recurrent(cell, **options).apply(
+        params, xs, carry, lengths=lengths, resets=resets, key=key
+    )
 
 
 def reversed_layer(seq: Seq) -> Seq | None:
@@ -306,6 +309,10 @@ def _sequential_scan(
         body = jax.checkpoint(body)
     steps = jnp.arange(t + pad, dtype=jnp.int32)
     if chunk is None:
+        if lengths is None and resets is None and remat is None:
+            fast = kernels.sequential_scan(cell, params, xs, carry0, reverse=reverse, unroll=unroll)
+            if fast is not None:  # a fused recurrence with a hand-written VJP
+                return fast
         us = cell.project(params, xs)
         return jax.lax.scan(body, carry0, (steps, us, resets), reverse=reverse, unroll=unroll)
 

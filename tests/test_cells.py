@@ -145,7 +145,9 @@ def test_lstm_forget_bias_and_init_options():
 
 def test_wrong_feature_size_is_a_clear_error(cell_name):
     cell, params, carry, _ = _setup(cell_name, (2,))
-    with pytest.raises(ValueError, match=r"expected inputs whose last axis has 5 features.*\(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"expected inputs whose last axis has 5 features.*\(2, 4\)"
+    ):
         cell.apply(params, carry, jnp.ones((2, 4)))
 
 
@@ -155,7 +157,11 @@ def test_wrong_feature_size_is_a_clear_error(cell_name):
         (lambda: seqjax.lstm(0), ValueError, "hidden_size must be a positive int, received 0"),
         (lambda: seqjax.gru(2.5), TypeError, "hidden_size must be an int"),
         (lambda: seqjax.lstm(4, proj_size=4), ValueError, "proj_size must be smaller"),
-        (lambda: seqjax.simple_rnn(4, activation="sigmoid"), ValueError, "activation must be one of"),
+        (
+            lambda: seqjax.simple_rnn(4, activation="sigmoid"),
+            ValueError,
+            "activation must be one of",
+        ),
         (lambda: seqjax.lstm(4).init(jax.random.key(0), -1), ValueError, "input_size must be"),
     ],
 )
