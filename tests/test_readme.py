@@ -1,0 +1,24 @@
+"""The README's API tour runs as written."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_tour_runs():
+    blocks = _python_blocks()
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["ys"].shape == (8, 50, 128)
+    # The interop example reuses the tour's xs.
+    exec(compile(blocks[1], "README.md", "exec"), namespace)
+    assert namespace["ys"].shape == (8, 50, 128)
+    assert namespace["h_n"].shape == (4, 8, 64)
