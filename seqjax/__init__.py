@@ -2,27 +2,68 @@
 
 Pure cells (:mod:`seqjax.cells`), a sequence engine (:mod:`seqjax.scan`) and combinators
 (:mod:`seqjax.combinators`) over parameter pytrees; exact weight converters in
-:mod:`seqjax.interop`. ``import seqjax`` loads only jax and numpy.
+:mod:`seqjax.interop`; attention scores and an attention decoder cell
+(:mod:`seqjax.attention`); greedy, sampling and beam-search decoding
+(:mod:`seqjax.decoding`). ``import seqjax`` loads only jax and numpy; the Flax modules are
+in :mod:`seqjax.nn`.
 """
 
-from seqjax import interop
+from seqjax import attention, decoding, interop
+from seqjax.attention import (
+    Attention,
+    AttentionOutput,
+    AttentionState,
+    Memory,
+    attend,
+    attention_decoder,
+    attention_memory,
+    bahdanau,
+    bind_memory,
+    length_mask,
+    luong_concat,
+    luong_dot,
+    luong_general,
+    masked_softmax,
+)
 from seqjax.cells import Cell, LSTMState, gru, lstm, min_gru, simple_rnn
 from seqjax.combinators import bidirectional, dropout, stack
+from seqjax.decoding import Decoded, beam_search, greedy, length_penalty, sample
 from seqjax.scan import Seq, recurrent, scan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attention",
+    "AttentionOutput",
+    "AttentionState",
     "Cell",
+    "Decoded",
     "LSTMState",
+    "Memory",
     "Seq",
+    "attend",
+    "attention",
+    "attention_decoder",
+    "attention_memory",
+    "bahdanau",
+    "beam_search",
     "bidirectional",
+    "bind_memory",
+    "decoding",
     "dropout",
+    "greedy",
     "gru",
     "interop",
+    "length_mask",
+    "length_penalty",
     "lstm",
+    "luong_concat",
+    "luong_dot",
+    "luong_general",
+    "masked_softmax",
     "min_gru",
     "recurrent",
+    "sample",
     "scan",
     "simple_rnn",
     "stack",
