@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint format bench train
+.PHONY: venv test test-fast lint format bench train proof
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	$(PY) -m pip install -q -e '.[train,test,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,3 +27,6 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format seqjax tests scripts
 	$(VENV)/bin/ruff check --fix seqjax tests scripts
+
+train: venv  ## the default experiment (dates) into runs/dates
+	$(PY) scripts/train.py --config configs/default.py --workdir runs/dates

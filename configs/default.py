@@ -1,0 +1,5 @@
+"""The default experiment (``make train``): dates."""
+
+from configs.dates import get_config
+
+__all__ = ["get_config"]

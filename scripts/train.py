@@ -1,0 +1,35 @@
+"""Runs one experiment: ``python scripts/train.py --config configs/NAME.py --workdir DIR``.
+
+Override any field with ``--config.FIELD=VALUE`` (for example ``--config.num_steps=100``).
+Multi-host: start the same command on every host with ``--distributed`` (which calls
+``jax.distributed.initialize()``, reading the coordinator from the environment, e.g. on
+Cloud TPU or SLURM); the batch is then split across all hosts' devices.
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for configs/
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, plots.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize().")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    del argv
+    import jax
+
+    from seqjax.train import print_summary, train_and_evaluate
+
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize()
+    print_summary(train_and_evaluate(_CONFIG.value, _WORKDIR.value))
+
+
+if __name__ == "__main__":
+    app.run(main)

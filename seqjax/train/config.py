@@ -1,0 +1,27 @@
+"""The trainer's config fields, shared by every experiment in ``configs/``."""
+
+from __future__ import annotations
+
+from ml_collections import ConfigDict
+
+
+def base_config() -> ConfigDict:
+    """Trainer defaults; an experiment's ``get_config()`` starts here and overrides."""
+    config = ConfigDict()
+    config.task = ""  # which experiment: dates, addition, adding, copy, charlm, forecast
+    config.seed = 0  # seeds the parameters, the data order and dropout
+    config.num_steps = 1000  # optimizer steps in all (also the cosine decay horizon)
+    config.batch_size = 64  # global batch, split across devices
+    config.learning_rate = 3e-3  # peak learning rate of AdamW
+    config.warmup_steps = 100  # linear warm-up from 0 to the peak
+    config.final_lr_fraction = 0.02  # the cosine decays to this fraction of the peak
+    config.weight_decay = 0.0  # AdamW's decoupled weight decay
+    config.grad_clip = 1.0  # clip_by_global_norm before AdamW; 0 disables
+    config.log_every = 50  # steps between training-metric lines
+    config.eval_every = 500  # steps between evaluations (each also saves a checkpoint)
+    config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best one
+    config.progress_bar = True  # a tqdm bar on stderr
+    config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
+    config.model = ConfigDict()  # the experiment's model fields
+    config.data = ConfigDict()  # the experiment's data fields
+    return config

@@ -1,0 +1,77 @@
+"""PNG plots in ``workdir/plots``: learning curves, attention maps, forecasts."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _out(workdir, name) -> pathlib.Path:
+    path = pathlib.Path(workdir) / "plots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path / name
+
+
+def learning_curves(records: Sequence[dict], workdir, *, eval_metric: str) -> pathlib.Path:
+    """Training loss and the evaluation metric against the step."""
+    plt = _pyplot()
+    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, style in (("train", "-"), ("eval", "o-")):
+        rows = [r for r in records if r["split"] == split and isinstance(r.get("loss"), float)]
+        if rows:
+            ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], style, label=split)
+    ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
+    ax_loss.legend()
+    rows = [r for r in records if r["split"] == "eval" and isinstance(r.get(eval_metric), float)]
+    ax_eval.plot([r["step"] for r in rows], [r[eval_metric] for r in rows], "o-")
+    ax_eval.set(xlabel="step", ylabel=eval_metric, title=f"eval {eval_metric}")
+    fig.tight_layout()
+    path = _out(workdir, "learning_curves.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def attention_map(
+    weights: np.ndarray, source: Sequence[str], target: Sequence[str], workdir, name: str
+) -> pathlib.Path:
+    """``weights: [target steps, source steps]`` as a heat map with the characters as ticks."""
+    plt = _pyplot()
+    weights = np.asarray(weights)[: len(target), : len(source)]
+    fig, ax = plt.subplots(figsize=(max(4, 0.3 * len(source) + 2), max(3, 0.3 * len(target) + 1.5)))
+    ax.imshow(weights, cmap="viridis", aspect="auto", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(source)), list(source))
+    ax.set_yticks(range(len(target)), list(target))
+    ax.set(xlabel="source", ylabel="output")
+    fig.tight_layout()
+    path = _out(workdir, name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def forecast(truth: np.ndarray, curves: dict[str, np.ndarray], workdir, name="forecast.png"):
+    """The held-out truth and each model's one-step forecasts."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(truth, "k-", lw=1.5, label="truth")
+    for label, values in curves.items():
+        ax.plot(values, lw=1, label=label)
+    ax.set(xlabel="test step", ylabel="value", title="one-step forecasts on the held-out tail")
+    ax.legend()
+    fig.tight_layout()
+    path = _out(workdir, name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
