@@ -61,8 +61,8 @@ def make_train_step(task: Task, tx: optax.GradientTransformation) -> Callable:
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
-            "param_norm": optax.global_norm(params),  # non-finite updates show here first
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(params),  # non-finite updates show here first
             **aux,
         }
         return TrainState(state.step + 1, params, opt_state, key), metrics

@@ -409,48 +409,40 @@ class ForecastTask:
         self.model = Forecaster(_stack(config.model), features=1, horizon=1)
         self._predict = jax.jit(lambda p, x: self.model.apply(p, x)[..., 0, 0])
 
-    def _split(self, name):
-        return self.data[name]
-
     def init(self, key):
-        x, _ = self._split("train")
-        return self.model.init(key, x[:2, :, None])
+        return self.model.init(key, self.data.train["x"][:2])
 
     def loss(self, params, batch, key):
-        pred = self.model.apply(params, batch["x"][..., None])[..., 0, 0]
-        return losses.masked_mse(pred, batch["y"]), {}
+        pred = self.model.apply(params, batch["x"])[..., 0, 0]
+        return losses.masked_mse(pred, batch["y"][..., 0]), {}
 
     def train_batch(self, step, batch_size):
-        x, y = self._split("train")
-        rows = _rows(len(x), step, batch_size, self.config.seed)
-        return {"x": x[rows], "y": y[rows]}
+        rows = _rows(len(self.data.train["x"]), step, batch_size, self.config.seed)
+        return _take(self.data.train, rows)
 
-    def _forecast(self, params, split):
-        x, _ = self._split(split)
-        return np.concatenate(
-            [
-                np.asarray(self._predict(params, b["x"][..., None]))[:n]
-                for b, n in _chunks({"x": x}, 1000)
-            ]
+    def _test_forecast(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """``(forecast, truth)`` on the held-out tail, in the series' own units."""
+        test = self.data.test
+        scaled = np.concatenate(
+            [np.asarray(self._predict(params, b["x"]))[:n] for b, n in _chunks(test, 1000)]
         )
+        inverse = self.data.scaler.inverse
+        return inverse(scaled), inverse(test["y"][:, 0])
 
     def evaluate(self, params):
-        pred = self.data["inverse"](self._forecast(params, "test"))
-        truth = self.data["test_truth"]
+        pred, truth = self._test_forecast(params)
         return {
             "mse": float(np.mean((pred - truth) ** 2)),
             "mae": float(np.mean(np.abs(pred - truth))),
         }
 
     def report(self, params, workdir):
-        truth = self.data["test_truth"]
-        pred = self.data["inverse"](self._forecast(params, "test"))
-        base = self.data["baselines"]
-        plots.forecast(
-            truth[:300], {"seqjax": pred[:300], **{k: v[:300] for k, v in base.items()}}, workdir
-        )
-        out = {}
-        for name, values in base.items():
-            out[f"{name}_mse"] = float(np.mean((values - truth) ** 2))
-            out[f"{name}_mae"] = float(np.mean(np.abs(values - truth)))
-        return {"baselines": out}
+        from seqjax.data import series_baselines
+
+        pred, truth = self._test_forecast(params)
+        naive = self.data.scaler.inverse(self.data.test["x"][:, -1, 0])
+        shown = slice(0, 300)
+        plots.forecast(truth[shown], {"seqjax": pred[shown], "naive": naive[shown]}, workdir)
+        base = series_baselines(self.data, p=self.config.data.ar_order)
+        flat = {f"{name}_{k}": float(v) for name, m in base.items() for k, v in m.items()}
+        return {"baselines": flat}

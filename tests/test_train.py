@@ -1,0 +1,177 @@
+"""The trainer: every config trains (shrunk), exact resume, crash safety, data parallelism."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from seqjax.train import train_and_evaluate  # noqa: E402
+from seqjax.train.checkpoints import Checkpoints  # noqa: E402
+from seqjax.train.writers import read_metrics  # noqa: E402
+
+SHRINK = {
+    "dates": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
+    "addition": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
+    "adding": {"data.length": 20, "data.n_test": 50},
+    "copy": {"data.delay": 10, "data.n_test": 20},
+    "charlm": {
+        "data.max_chars": 20_000,
+        "data.seq_len": 16,
+        "data.eval_chars": 2_000,
+        "data.max_ngram_order": 2,
+        "data.sample_chars": 20,
+    },
+    "forecast": {"data.window": 8, "data.ar_order": 4},
+}
+
+
+def small_config(name: str, **overrides):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    base = {
+        "num_steps": 4,
+        "eval_every": 2,
+        "log_every": 1,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "progress_bar": False,
+        "model.hidden_size": 8,
+    }
+    if "embed_size" in config.model:
+        base["model.embed_size"] = 8
+    for key, value in {**base, **SHRINK[name], **overrides}.items():
+        node = config
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(SHRINK))
+def test_every_config_trains_a_few_steps(name, tmp_path):
+    summary = train_and_evaluate(small_config(name), tmp_path)
+    assert summary["step"] == 4
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["eval"] == summary["eval"] and on_disk["config"]["task"] == name
+    assert all(np.isfinite(v) for v in summary["eval"].values())
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if r["split"] == "eval"] == [2, 4]
+    assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 0
+    assert list((tmp_path / "tensorboard").iterdir())
+    assert Checkpoints(tmp_path, keep=2, metric="loss", mode="min").latest_step() == 4
+
+
+def test_default_config_is_dates():
+    from configs import dates, default
+
+    assert default.get_config() == dates.get_config()
+
+
+def _final_params(workdir):
+    ckpt = Checkpoints(workdir, keep=2, metric="mse", mode="min")
+    step = ckpt.latest_step()
+    restored = ckpt.manager.restore(step)
+    ckpt.close()
+    return step, restored
+
+
+def test_resume_is_bitwise_exact_and_survives_a_partial_checkpoint(tmp_path):
+    config = small_config("adding", num_steps=6, eval_every=3)
+    train_and_evaluate(config, tmp_path / "straight")
+    interrupted = tmp_path / "interrupted"
+    train_and_evaluate(config, interrupted)
+    # Undo the second half, and leave what a crash while saving step 6 leaves behind.
+    shutil.rmtree(interrupted / "checkpoints" / "6")
+    partial = interrupted / "checkpoints" / "6.orbax-checkpoint-tmp-1764000000000000"
+    shutil.copytree(interrupted / "checkpoints" / "3", partial)
+    shutil.rmtree(partial / "default" / "d")
+    resumed = train_and_evaluate(config, interrupted)
+    assert resumed["step"] == 6
+    records = read_metrics(interrupted)
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 7))
+    step_a, a = _final_params(tmp_path / "straight")
+    step_b, b = _final_params(interrupted)
+    assert step_a == step_b == 6
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from seqjax.train import tasks
+
+    original = tasks.AddingTask.train_batch
+
+    def poisoned(self, step, batch_size):
+        batch = original(self, step, batch_size)
+        if step >= 3:
+            batch["x"] = batch["x"] * np.nan
+        return batch
+
+    monkeypatch.setattr(tasks.AddingTask, "train_batch", poisoned)
+    with pytest.raises(FloatingPointError, match=r"at step 3: .*last good checkpoint \(step 2\)"):
+        train_and_evaluate(small_config("adding", num_steps=6), tmp_path)
+    ckpt = Checkpoints(tmp_path, keep=2, metric="mse", mode="min")
+    assert ckpt.latest_step() == 2
+    restored = ckpt.manager.restore(2)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored))
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="config.task must be one of"):
+        train_and_evaluate(small_config("adding", task="nope"), tmp_path)
+
+
+_FOUR_DEVICES = """
+import json, sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import jax
+assert jax.device_count() == 4, jax.devices()
+from test_train import small_config
+from seqjax.train import train_and_evaluate
+train_and_evaluate(small_config("adding", num_steps=5, tensorboard=False), {workdir!r})
+"""
+
+
+def test_four_devices_give_the_same_losses_as_one(tmp_path):
+    train_and_evaluate(small_config("adding", num_steps=5, tensorboard=False), tmp_path / "one")
+    code = _FOUR_DEVICES.format(
+        root=str(ROOT), tests=str(ROOT / "tests"), workdir=str(tmp_path / "four")
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    one = [r["loss"] for r in read_metrics(tmp_path / "one") if r["split"] == "train"]
+    four = [r["loss"] for r in read_metrics(tmp_path / "four") if r["split"] == "train"]
+    assert len(one) == len(four) == 5
+    np.testing.assert_allclose(four, one, rtol=1e-5)
+
+
+def test_cli_runs_with_overrides(tmp_path):
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train.py"),
+        f"--config={ROOT / 'configs' / 'adding.py'}",
+        f"--workdir={tmp_path}",
+        "--config.num_steps=2",
+        "--config.eval_every=1",
+        "--config.batch_size=4",
+        "--config.model.hidden_size=4",
+        "--config.data.length=10",
+        "--config.data.n_test=8",
+        "--config.progress_bar=False",
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    assert "eval mse" in out.stdout and "baseline predict_the_mean_mse" in out.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["step"] == 2
