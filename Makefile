@@ -30,3 +30,6 @@ format: venv
 
 train: venv  ## the default experiment (dates) into runs/dates
 	$(PY) scripts/train.py --config configs/default.py --workdir runs/dates
+
+proof: venv  ## every experiment, then the README's results table from their summaries
+	$(PY) scripts/proof.py

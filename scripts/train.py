@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # for configs/
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Experiment config.")
@@ -22,6 +22,7 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # jax and orbax log every checkpoint at INFO
     import jax
 
     from seqjax.train import print_summary, train_and_evaluate

@@ -1,0 +1,135 @@
+"""Runs the experiments and writes the README's results table from their summaries.
+
+``python scripts/proof.py`` (``make proof``) trains every experiment below into
+``runs/proof/NAME`` and rewrites the table between the README's ``results`` markers; every
+figure in that table comes from a ``summary.json`` written by such a run.
+``--only NAME ...`` runs some of them; ``--table-only`` rewrites the table from the
+summaries already on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pathlib
+import platform
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# run name -> (config module, overrides)
+EXPERIMENTS = {
+    "dates": ("dates", {}),
+    "addition": ("addition", {}),
+    "adding_lstm": ("adding", {}),
+    "adding_rnn": ("adding", {"model.cell": "simple_rnn"}),
+    "copy_lstm": ("copy", {}),
+    "charlm": ("charlm", {}),
+    "forecast": ("forecast", {}),
+}
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def config_for(name: str):
+    module, overrides = EXPERIMENTS[name]
+    config = importlib.import_module(f"configs.{module}").get_config()
+    for key, value in overrides.items():
+        node = config
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node[part]
+        node[leaf] = value
+    config.progress_bar = False
+    return config
+
+
+def _row(name: str, s: dict) -> str:
+    ev, base, model = s["eval"], s.get("baselines", {}), s["config"]["model"]
+    cell = model["cell"]
+    size = model["hidden_size"]
+    if s["task"] in ("dates", "addition"):
+        metric = f"exact match {ev['exact_match']:.2%}"
+        baseline = "-"
+        enc = f"bi-{cell}" if model["bidirectional"] else cell
+        what = f"{enc} encoder, {cell} {size} decoder, {model['attention']} attention"
+    elif s["task"] == "adding":
+        metric = f"test MSE {ev['mse']:.4f}"
+        baseline = f"predict the mean: MSE {base['predict_the_mean_mse']:.3f}"
+        what = f"{cell} {size}"
+    elif s["task"] == "copy":
+        metric = f"test {ev['loss']:.4f} nats/step, copy accuracy {ev['copy_accuracy']:.1%}"
+        baseline = f"memoryless: {base['memoryless_nats']:.4f} nats/step"
+        what = f"{cell} {size}"
+    elif s["task"] == "charlm":
+        metric = f"test {ev['bits_per_char']:.3f} bits/char"
+        (key,) = [k for k in base if k.startswith("ngram")]
+        order = key.split("_")[1].removeprefix("order")
+        baseline = f"{order}-gram: {base[key]:.3f} bits/char"
+        what = f"{cell} {size} x {model['layers']}"
+    elif s["task"] == "forecast":
+        metric = f"test MSE {ev['mse']:.4f}, MAE {ev['mae']:.4f}"
+        baseline = (
+            f"naive: MSE {base['naive_mse']:.4f}, MAE {base['naive_mae']:.4f}; "
+            f"AR({int(base['ar_p'])}): MSE {base['ar_mse']:.4f}, MAE {base['ar_mae']:.4f}"
+        )
+        what = f"{cell} {size}"
+    else:
+        raise KeyError(s["task"])
+    return f"| {name} | {what} | {metric} | {baseline} | {s['step']} | {s['wall_time_s']:.0f} |"
+
+
+def write_table(workdir: pathlib.Path) -> str:
+    rows = []
+    for name in EXPERIMENTS:
+        path = workdir / name / "summary.json"
+        if path.exists():
+            rows.append(_row(name, json.loads(path.read_text())))
+    machine = f"{platform.machine()}, {platform.system()}, CPU only"
+    table = "\n".join(
+        [
+            START,
+            f"Measured by `make proof` ({machine}); each row is one run's `summary.json`.",
+            "",
+            "| run | model | seqjax | baseline (same split) | steps | wall time (s) |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            END,
+        ]
+    )
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START in text:
+        head, rest = text.split(START, 1)
+        text = head + table + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + table + "\n"
+    readme.write_text(text)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=sorted(EXPERIMENTS), default=None)
+    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--workdir", default=str(ROOT / "runs" / "proof"))
+    args = parser.parse_args()
+    workdir = pathlib.Path(args.workdir)
+    if not args.table_only:
+        from seqjax.train import print_summary, train_and_evaluate
+
+        for name in args.only or EXPERIMENTS:
+            run_dir = workdir / name
+            if run_dir.exists():  # a fresh run each time: no resume from older configs
+                import shutil
+
+                shutil.rmtree(run_dir)
+            print(f"== {name}", flush=True)
+            print_summary(train_and_evaluate(config_for(name), run_dir))
+    print(write_table(workdir))
+
+
+if __name__ == "__main__":
+    main()
