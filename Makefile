@@ -28,6 +28,9 @@ format: venv
 	$(VENV)/bin/ruff format seqjax tests scripts
 	$(VENV)/bin/ruff check --fix seqjax tests scripts
 
+bench: venv  ## seqjax vs PyTorch and Flax: speed table on stdout, results in bench.json
+	$(PY) scripts/bench.py --out bench.json
+
 train: venv  ## the default experiment (dates) into runs/dates
 	$(PY) scripts/train.py --config configs/default.py --workdir runs/dates
 

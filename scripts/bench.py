@@ -1,0 +1,380 @@
+"""Benchmark of seqjax against PyTorch and Flax linen, in one process.
+
+Times, in float32 on batch-major inputs, the train step (forward and backward of a sum loss,
+gradients with respect to the parameters and the inputs) and the forward pass of an LSTM, a
+GRU and an Elman RNN in seqjax (jit), ``torch.nn.LSTM/GRU/RNN`` and Flax linen's
+``nn.RNN(OptimizedLSTMCell / GRUCell / SimpleCell)`` (jit). The three implementations are
+timed in interleaved rounds, so that a change of machine load hits them alike; each figure
+is the median of ``--repeats`` runs after warm-up, and ratios are peer time / seqjax time.
+The first call of each (compilation included) is reported separately.
+
+A long-sequence section reports the peak memory of the LSTM train step for growing ``t``,
+with and without ``remat``, from the compiled executable's memory analysis (no run needed).
+
+Usage::
+
+    python scripts/bench.py [--quick] [--out bench.json] [--no-memory]
+
+Needs only jax, flax, torch and numpy. On a machine with CUDA, torch runs on the GPU
+(cuDNN) and jax on its default backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CELLS = ("lstm", "gru", "rnn")
+IMPLS = ("seqjax", "torch", "flax")
+SHAPES = ((64, 128, 128, 256), (16, 512, 64, 128))  # (batch, time, input, hidden)
+QUICK_SHAPES = ((4, 16, 8, 16),)
+MEMORY_TIMES = (1024, 2048, 4096, 8192, 16384)
+QUICK_MEMORY_TIMES = (16, 64)
+MEMORY_REMATS = (None, "sqrt", 64)
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool):
+    import seqjax
+
+    try:
+        from seqjax.kernels import disabled
+    except ImportError:  # a checkout without fast paths
+        disabled = contextlib.nullcontext
+
+    b, t, d, h = shape
+    make = {"lstm": seqjax.lstm, "gru": seqjax.gru, "rnn": seqjax.simple_rnn}[cell]
+    layer = seqjax.recurrent(make(h), unroll=unroll)
+    params = layer.init(jax.random.key(0), d)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
+
+    def forward(p, x):
+        with disabled(plain):
+            return layer.apply(p, x)[1]
+
+    def loss(p, x):
+        return forward(p, x).sum()
+
+    return _jax_pair(forward, loss, params, xs)
+
+
+def _flax_fns(cell: str, shape):
+    import flax.linen as nn
+
+    b, t, d, h = shape
+    make = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}[cell]
+    model = nn.RNN(make(features=h))
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
+    variables = model.init(jax.random.key(0), xs)
+
+    def forward(v, x):
+        return model.apply(v, x)
+
+    def loss(v, x):
+        return forward(v, x).sum()
+
+    return _jax_pair(forward, loss, variables, xs)
+
+
+def _jax_pair(forward, loss, params, xs):
+    fwd = jax.jit(forward)
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return (
+        lambda: jax.block_until_ready(grad(params, xs)),
+        lambda: jax.block_until_ready(fwd(params, xs)),
+    )
+
+
+def _torch_fns(cell: str, shape, device: str):
+    import torch
+
+    b, t, d, h = shape
+    make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    torch.manual_seed(0)
+    model = make(d, h, batch_first=True).to(device)
+    xs = torch.randn(b, t, d, device=device, requires_grad=True)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        xs.grad = None
+        ys, _ = model(xs)
+        ys.sum().backward()
+        sync()
+
+    def forward():
+        with torch.inference_mode():
+            model(xs)
+        sync()
+
+    return train, forward
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def _bench_case(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict:
+    """First-call and median times (ms) of each function, timed in interleaved rounds."""
+    first = {name: _timed(fn) for name, fn in fns.items()}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(_timed(fn))
+    return {
+        name: {
+            "median_ms": statistics.median(s),
+            "min_ms": min(s),
+            "first_call_ms": first[name],
+            "samples_ms": s,
+        }
+        for name, s in samples.items()
+    }
+
+
+def run_speed(args, shapes, torch_device: str) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    for cell in args.cells:
+        for shape in shapes:
+            fns = {"seqjax": _seqjax_fns(cell, shape, unroll=args.unroll, plain=False)}
+            if args.plain:
+                fns["seqjax-plain"] = _seqjax_fns(cell, shape, unroll=args.unroll, plain=True)
+            if "torch" in args.peers:
+                fns["torch"] = _torch_fns(cell, shape, torch_device)
+            if "flax" in args.peers:
+                fns["flax"] = _flax_fns(cell, shape)
+            for i, mode in enumerate(("train", "forward")):
+                res = _bench_case({k: v[i] for k, v in fns.items()}, args.repeats, args.warmup)
+                ours = res["seqjax"]["median_ms"]
+                ratios = {k: v["median_ms"] / ours for k, v in res.items() if k != "seqjax"}
+                peers = [ratios[p] for p in args.peers]
+                rows.append(
+                    {
+                        "cell": cell,
+                        "shape": dict(zip(("batch", "time", "input", "hidden"), shape)),
+                        "mode": mode,
+                        "times": res,
+                        "ratios": ratios,  # peer median / seqjax median
+                        "best_peer_ratio": min(peers) if peers else None,
+                    }
+                )
+                print(f"  {_row_text(rows[-1], args.peers, args.plain)}", file=sys.stderr)
+    return rows
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def run_memory(times, remats, batch: int, input_size: int, hidden: int) -> list[dict]:
+    """Peak memory of the LSTM train step from the compiled executables' memory analysis."""
+    import seqjax
+
+    rows = []
+    cell = seqjax.lstm(hidden)
+    for remat in remats:
+        layer = seqjax.recurrent(cell, remat=remat)
+        grad = jax.jit(
+            jax.grad(lambda p, x, layer=layer: layer.apply(p, x)[1].sum(), argnums=(0, 1))
+        )
+        params = jax.eval_shape(lambda k, layer=layer: layer.init(k, input_size), jax.random.key(0))
+        for t in times:
+            xs = jax.ShapeDtypeStruct((batch, t, input_size), jnp.float32)
+            start = time.perf_counter()
+            stats = grad.lower(params, xs).compile().memory_analysis()
+            compile_ms = (time.perf_counter() - start) * 1e3
+            temp = int(stats.temp_size_in_bytes)
+            args_ = int(stats.argument_size_in_bytes)
+            out = int(stats.output_size_in_bytes)
+            alias = int(stats.alias_size_in_bytes)
+            peak = int(getattr(stats, "peak_memory_in_bytes", 0) or 0)
+            rows.append(
+                {
+                    "remat": remat,
+                    "time": t,
+                    "batch": batch,
+                    "input": input_size,
+                    "hidden": hidden,
+                    "temp_bytes": temp,
+                    "argument_bytes": args_,
+                    "output_bytes": out,
+                    "total_bytes": temp + args_ + out - alias,
+                    "peak_bytes": peak or None,
+                    "compile_ms": compile_ms,
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _row_text(row: dict, peers, plain: bool) -> str:
+    s = row["shape"]
+    shape = f"{s['batch']}/{s['time']}/{s['input']}/{s['hidden']}"
+    t = row["times"]
+    names = ["seqjax", *(["seqjax-plain"] if plain else []), *peers]
+    cols = [row["cell"], shape, row["mode"]]
+    cols += [_ms(t[n]["median_ms"]) for n in names]
+    cols += [f"{row['ratios'][n]:.2f}x" for n in names[1:]]
+    cols.append("-" if row["best_peer_ratio"] is None else f"{row['best_peer_ratio']:.2f}x")
+    cols.append(" / ".join(f"{t[n]['first_call_ms'] / 1e3:.2f}" for n in names))
+    return "| " + " | ".join(cols) + " |"
+
+
+def markdown(result: dict) -> str:
+    peers = result["config"]["peers"]
+    plain = result["config"]["plain"]
+    names = ["seqjax", *(["seqjax-plain"] if plain else []), *peers]
+    head = ["cell", "b/t/d/h", "pass", *(f"{n} ms" for n in names)]
+    head += [f"{n}/seqjax" for n in names[1:]]
+    head += ["best peer/seqjax", "first call s (" + " / ".join(names) + ")"]
+    lines = [f"Machine: {result['machine']['summary']}", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [_row_text(r, peers, plain) for r in result["speed"]]
+    if result.get("memory"):
+        mem = result["memory"]
+        m0 = mem[0]
+        lines += [
+            "",
+            f"LSTM train step memory (batch {m0['batch']}, input {m0['input']}, "
+            f"hidden {m0['hidden']}), MiB from the compiled memory analysis "
+            "(temporaries + arguments + outputs):",
+            "",
+        ]
+        times = sorted({r["time"] for r in mem})
+        remats = list(dict.fromkeys(r["remat"] for r in mem))
+        lines.append("| remat | " + " | ".join(f"t={t}" for t in times) + " |")
+        lines.append("|" + "---|" * (len(times) + 1))
+        for remat in remats:
+            by_t = {r["time"]: r for r in mem if r["remat"] == remat}
+            cells = [f"{by_t[t]['total_bytes'] / 2**20:.1f}" for t in times]
+            lines.append(f"| {remat} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_info(torch_device: str) -> dict:
+    import flax
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch_device == "cuda" else None
+    jax_dev = str(jax.devices()[0].device_kind)
+    summary = f"{cpu}, {os.cpu_count()} cores; jax on {jax.default_backend()} ({jax_dev})"
+    summary += f", torch on {torch_device}" + (f" ({gpu})" if gpu else "")
+    return {
+        "summary": summary,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "jax_device": jax_dev,
+        "torch_device": torch_device,
+        "gpu": gpu,
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "flax": flax.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+    }
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a test)")
+    p.add_argument("--out", default="bench.json", help="where to write the JSON results")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (>= 7)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs after the first")
+    p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of cells")
+    p.add_argument("--peers", default="torch,flax", help="comma-separated: torch, flax")
+    p.add_argument("--shapes", default=None, help="e.g. 64x128x128x256,16x512x64x128")
+    p.add_argument("--unroll", type=int, default=1, help="seqjax recurrent(..., unroll=)")
+    p.add_argument("--plain", action="store_true", help="also time seqjax without kernels")
+    p.add_argument("--no-memory", action="store_true", help="skip the long-sequence section")
+    p.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    args = p.parse_args(argv)
+    args.cells = [c for c in args.cells.split(",") if c]
+    args.peers = [c for c in args.peers.split(",") if c]
+    if bad := set(args.cells) - set(CELLS):
+        p.error(f"unknown cells {sorted(bad)}; choose from {CELLS}")
+    if bad := set(args.peers) - {"torch", "flax"}:
+        p.error(f"unknown peers {sorted(bad)}; choose from torch, flax")
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 9
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+
+    torch_device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    else:
+        shapes = QUICK_SHAPES if args.quick else SHAPES
+    result: dict[str, Any] = {
+        "machine": machine_info(torch_device),
+        "config": {
+            "quick": args.quick,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "unroll": args.unroll,
+            "peers": args.peers,
+            "plain": args.plain,
+            "dtype": "float32",
+            "layout": "batch-major [batch, time, features]",
+        },
+        "speed": [] if args.no_speed else run_speed(args, shapes, torch_device),
+        "memory": [],
+    }
+    if not args.no_memory:
+        times = QUICK_MEMORY_TIMES if args.quick else MEMORY_TIMES
+        b, d, h = (2, 8, 16) if args.quick else (16, 64, 256)
+        remats = MEMORY_REMATS[:2] if args.quick else MEMORY_REMATS
+        result["memory"] = run_memory(times, remats, b, d, h)
+    print(markdown(result))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
