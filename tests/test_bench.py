@@ -1,0 +1,80 @@
+"""The benchmark's quick mode runs and reports what it promises (so it never rots)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("flax")
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("seqjax_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = bench.main(["--quick", "--out", str(out)])
+    return bench, result, out
+
+
+def test_quick_json_structure(quick_run):
+    bench, result, out = quick_run
+    saved = json.loads(out.read_text())
+    assert saved["config"]["quick"] is True
+    assert set(saved) >= {"machine", "config", "speed", "memory"}
+    assert saved["machine"]["versions"]["jax"]
+    rows = saved["speed"]
+    assert {(r["cell"], r["mode"]) for r in rows} == {
+        (c, m) for c in bench.CELLS for m in ("train", "forward")
+    }
+    for row in rows:
+        assert set(row["times"]) == {"seqjax", "torch", "flax"}
+        for t in row["times"].values():
+            assert t["median_ms"] > 0 and t["first_call_ms"] > 0
+            assert len(t["samples_ms"]) == saved["config"]["repeats"]
+        for peer in ("torch", "flax"):
+            want = row["times"][peer]["median_ms"] / row["times"]["seqjax"]["median_ms"]
+            assert row["ratios"][peer] == pytest.approx(want)
+        assert row["best_peer_ratio"] == pytest.approx(min(row["ratios"].values()))
+
+
+def test_quick_memory_section(quick_run):
+    _, result, _ = quick_run
+    mem = result["memory"]
+    assert {r["remat"] for r in mem} == {None, "sqrt"}
+    for r in mem:
+        assert r["total_bytes"] > 0 and r["temp_bytes"] >= 0
+    # Without remat the stored activations grow with time.
+    none = sorted((r["time"], r["temp_bytes"]) for r in mem if r["remat"] is None)
+    assert none[-1][1] > none[0][1]
+
+
+def test_quick_markdown(quick_run, capsys):
+    bench, result, _ = quick_run
+    text = bench.markdown(result)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| cell"))
+    assert "seqjax ms" in header and "torch ms" in header and "flax ms" in header
+    table = [line for line in lines if line.startswith("| lstm") or line.startswith("| gru")]
+    assert len(table) == 4
+    assert "remat" in text
+
+
+def test_parse_args_defaults(bench):
+    args = bench.parse_args([])
+    assert args.repeats >= 7 and not args.quick
+    assert args.cells == list(bench.CELLS)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--cells", "transformer"])
