@@ -9,10 +9,10 @@ from seqjax.train.config import base_config
 def get_config():
     config = base_config()
     config.task = "dates"
-    config.num_steps = 2000
+    config.num_steps = 1000
     config.batch_size = 64
     config.learning_rate = 3e-3
-    config.eval_every = 500
+    config.eval_every = 250
     config.model.cell = "lstm"  # encoder and decoder cell: lstm, gru or simple_rnn
     config.model.embed_size = 32  # character embeddings
     config.model.hidden_size = 128  # decoder units; each encoder direction has half
