@@ -56,7 +56,7 @@ def _row(name: str, s: dict) -> str:
         enc = f"bi-{cell}" if model["bidirectional"] else cell
         what = f"{enc} encoder, {cell} {size} decoder, {model['attention']} attention"
     elif s["task"] == "adding":
-        metric = f"test MSE {ev['mse']:.4f}"
+        metric = f"test MSE {ev['mse']:.2g}"
         baseline = f"predict the mean: MSE {base['predict_the_mean_mse']:.3f}"
         what = f"{cell} {size}"
     elif s["task"] == "copy":
