@@ -17,6 +17,7 @@ def get_config():
     config.model.hidden_size = 128  # recurrent units
     config.model.embed_size = 16  # symbol embeddings
     config.model.layers = 1  # stacked layers
+    config.model.chrono_t_max = 120.0  # chrono init (Tallec and Ollivier 2018) for T + 20 steps
     config.data.delay = 100  # T: blanks between the symbols and the delimiter
     config.data.copy_length = 10  # symbols to remember
     config.data.n_test = 1000  # held-out sequences

@@ -219,6 +219,7 @@ def lstm(
     hidden_size: int,
     *,
     forget_bias: float = 1.0,
+    chrono_t_max: float | None = None,
     proj_size: int | None = None,
     layer_norm: bool = False,
     use_bias: bool = True,
@@ -257,6 +258,10 @@ def lstm(
       forget_bias: added to the forget-gate bias at initialisation only (Gers et al. 2000;
         Jozefowicz et al. 2015), so that the cell remembers by default; the forward pass has
         no hidden constant, which keeps PyTorch and Flax weights exact.
+      chrono_t_max: chrono initialisation (Tallec and Ollivier 2018) for dependencies up to
+        about ``chrono_t_max`` steps: the forget-gate bias is drawn as
+        :math:`\log \mathcal{U}(1, T_{max} - 1)` and the input-gate bias is its negative,
+        in place of ``forget_bias``. ``None`` (default) keeps ``forget_bias``.
       proj_size: size ``p`` of the projected hidden state, or ``None``.
       layer_norm: whether to layer-normalise the gate pre-activations and the cell.
       use_bias: whether the cell has a bias.
@@ -275,6 +280,8 @@ def lstm(
             raise ValueError(
                 f"proj_size must be smaller than hidden_size ({hidden_size}), received {proj_size}"
             )
+    if chrono_t_max is not None and not chrono_t_max > 2:
+        raise ValueError(f"chrono_t_max must be greater than 2, received {chrono_t_max!r}")
     out_size = proj_size or hidden_size
     kernel_init = kernel_init or _default_kernel_init()
     recurrent_init = recurrent_init or jax.nn.initializers.orthogonal()
@@ -282,7 +289,7 @@ def lstm(
 
     def init(key: PRNGKey, input_size: int) -> Params:
         d = _check_size("input_size", input_size)
-        k_i, k_h, k_b, k_p = jax.random.split(key, 4)
+        k_i, k_h, k_b, k_p, k_c = jax.random.split(key, 5)
         h = hidden_size
         params = {
             "w_i": kernel_init(k_i, (d, 4 * h), param_dtype),
@@ -290,7 +297,12 @@ def lstm(
         }
         if use_bias:
             b = bias_init(k_b, (4 * h,), param_dtype)
-            params["b"] = b.at[h : 2 * h].add(jnp.asarray(forget_bias, param_dtype))
+            if chrono_t_max is None:
+                params["b"] = b.at[h : 2 * h].add(jnp.asarray(forget_bias, param_dtype))
+            else:
+                t = jax.random.uniform(k_c, (h,), jnp.float32, 1.0, chrono_t_max - 1.0)
+                b_f = jnp.log(t).astype(param_dtype)
+                params["b"] = b.at[:h].add(-b_f).at[h : 2 * h].add(b_f)
         if proj_size is not None:
             params["w_proj"] = recurrent_init(k_p, (h, proj_size), param_dtype)
         if layer_norm:

@@ -143,6 +143,16 @@ def test_lstm_forget_bias_and_init_options():
     assert proj["w_h"].shape == (2, 16) and proj["w_proj"].shape == (4, 2)
 
 
+def test_chrono_initialisation():
+    p = seqjax.lstm(50, chrono_t_max=100.0).init(jax.random.key(0), 3)
+    b_i, b_f, b_g, b_o = np.split(np.asarray(p["b"]), 4)
+    assert np.all(b_f >= 0) and np.all(b_f <= np.log(99.0)) and b_f.std() > 0.3
+    np.testing.assert_allclose(b_i, -b_f)
+    assert not np.any(b_g) and not np.any(b_o)
+    with pytest.raises(ValueError, match="chrono_t_max must be greater than 2"):
+        seqjax.lstm(4, chrono_t_max=1.0)
+
+
 def test_wrong_feature_size_is_a_clear_error(cell_name):
     cell, params, carry, _ = _setup(cell_name, (2,))
     with pytest.raises(

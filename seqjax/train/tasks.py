@@ -58,15 +58,17 @@ def _chunks(data: dict, size: int):
         yield {k: v[idx] for k, v in arrays.items()}, n
 
 
-def _cell(name: str, hidden: int) -> seqjax.Cell:
+def _cell(m: ConfigDict) -> seqjax.Cell:
     cells = {"lstm": seqjax.lstm, "gru": seqjax.gru, "simple_rnn": seqjax.simple_rnn}
-    if name not in cells:
-        raise ValueError(f"config.model.cell must be one of {sorted(cells)}, received {name!r}")
-    return cells[name](hidden)
+    if m.cell not in cells:
+        raise ValueError(f"config.model.cell must be one of {sorted(cells)}, received {m.cell!r}")
+    if m.cell == "lstm" and m.get("chrono_t_max"):
+        return seqjax.lstm(m.hidden_size, chrono_t_max=m.chrono_t_max)
+    return cells[m.cell](m.hidden_size)
 
 
 def _stack(m: ConfigDict) -> seqjax.Seq:
-    layer = seqjax.recurrent(_cell(m.cell, m.hidden_size), remat=m.get("remat", None))
+    layer = seqjax.recurrent(_cell(m), remat=m.get("remat", None))
     return seqjax.stack(*[layer] * m.get("layers", 1), dropout=m.get("dropout", 0.0))
 
 
