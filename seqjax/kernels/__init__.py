@@ -1,0 +1,126 @@
+"""Fast paths behind the sequence engine's contract.
+
+:func:`sequential_scan` runs the standard cells (:func:`~seqjax.lstm`, :func:`~seqjax.gru`
+with ``reset_after=True``, :func:`~seqjax.simple_rnn`) in float32 through the fused
+recurrences of :mod:`seqjax.kernels.fused`, whose backward passes do only the recurrent
+matmul and the gate arithmetic per step and compute the weight gradients afterwards as one
+matmul over all steps. It gives the same numbers as the plain ``lax.scan`` of ``cell.step``
+up to float rounding, and returns ``None`` (so the engine takes the plain path) for any cell
+or option it does not cover. :func:`disabled` turns the fast paths off at trace time (for
+benchmarks and equivalence tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from seqjax.kernels import fused
+from seqjax.typing import Array, Carry, Params
+
+__all__ = ["disabled", "enabled", "fused", "kind", "sequential_scan"]
+
+_state = {"enabled": True}
+
+
+def enabled() -> bool:
+    """Whether the fast paths are on (read at trace time)."""
+    return _state["enabled"]
+
+
+@contextlib.contextmanager
+def disabled(flag: bool = True) -> Iterator[None]:
+    """Within this context (while tracing), the engine uses the plain path if ``flag``."""
+    prev = _state["enabled"]
+    _state["enabled"] = prev and not flag
+    try:
+        yield
+    finally:
+        _state["enabled"] = prev
+
+
+def _closure(fn: Any) -> dict[str, Any]:
+    code = getattr(fn, "__code__", None)
+    if code is None or fn.__closure__ is None:
+        return {}
+    return {name: cell.cell_contents for name, cell in zip(code.co_freevars, fn.__closure__)}
+
+
+def _float32(dtype: Any) -> bool:
+    """Whether a cell's ``dtype`` option means float32 matmuls for float32 params."""
+    return dtype is None or jnp.dtype(dtype) == jnp.float32
+
+
+def kind(cell: Any) -> fused.Spec | None:
+    """The fused recurrence that computes ``cell``, or ``None`` if none does.
+
+    Recognises the cells built by :mod:`seqjax.cells`' constructors from their ``step``
+    closures: an LSTM without projection or layer norm, a GRU with ``reset_after=True``,
+    an Elman RNN with tanh or relu, each with float32 matmuls.
+    """
+    step = getattr(cell, "step", None)
+    if getattr(step, "__module__", None) != "seqjax.cells":
+        return None
+    name = getattr(step, "__qualname__", "").split(".<locals>.")[0]
+    env = _closure(step)
+    if name not in ("lstm", "gru", "simple_rnn") or not _float32(env.get("dtype")):
+        return None
+    if name == "lstm" and env.get("layer_norm") is False and env.get("proj_size", 0) is None:
+        return fused.LSTM
+    if name == "gru" and env.get("reset_after") is True:
+        return fused.GRU
+    if name == "simple_rnn":
+        return {id(jnp.tanh): fused.RNN_TANH, id(jax.nn.relu): fused.RNN_RELU}.get(
+            id(env.get("act"))
+        )
+    return None
+
+
+BLOCK = 16  # steps per block of the fused recurrences (see seqjax.kernels.fused)
+
+
+def sequential_scan(
+    cell: Any,
+    params: Params,
+    xs: Array,
+    carry0: Carry,
+    *,
+    reverse: bool,
+    unroll: int | bool,
+) -> tuple[Carry, Array] | None:
+    """The engine's sequential scan over ``xs: [t, *b, d]`` by a fused recurrence.
+
+    Same contract as the plain path without ``lengths``, ``resets`` or ``remat``: returns
+    ``(carry, ys: [t, *b, h])``, or ``None`` when no fast path applies.
+    """
+    if not enabled():
+        return None
+    spec = kind(cell)
+    if spec is None or xs.shape[0] == 0:
+        return None
+    leaves, treedef = jax.tree.flatten(carry0)
+    arrays = [params["w_i"], params["w_h"], xs, *leaves]
+    if any(jnp.asarray(a).dtype != jnp.float32 for a in arrays):
+        return None
+    if xs.shape[-1] != params["w_i"].shape[0]:
+        return None  # the plain path raises the informative error
+    t, batch_shape = xs.shape[0], xs.shape[1:-1]
+    weights = (params["w_i"], params["w_h"], params.get("b"), params.get("b_hn"))
+    flat = tuple(c.reshape(-1, c.shape[-1]) for c in leaves)
+    carry, hs = fused.fused_scan(
+        spec,
+        reverse,
+        unroll,
+        BLOCK,
+        weights,
+        xs.reshape(t, -1, xs.shape[-1]),
+        flat if len(flat) > 1 else flat[0],
+    )
+    carry = jax.tree.unflatten(
+        treedef, [c.reshape(*batch_shape, -1) for c in jax.tree.leaves(carry)]
+    )
+    return carry, hs.reshape(t, *batch_shape, -1)

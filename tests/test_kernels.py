@@ -1,0 +1,216 @@
+"""The fused recurrences of seqjax.kernels equal the plain scan of cell.step."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import seqjax
+from seqjax import kernels
+from seqjax.kernels import fused
+
+RTOL, ATOL = 1e-5, 1e-5
+
+CELLS = {
+    "lstm": lambda: seqjax.lstm(8),
+    "lstm_nobias": lambda: seqjax.lstm(8, use_bias=False),
+    "gru": lambda: seqjax.gru(8),
+    "gru_nobias": lambda: seqjax.gru(8, use_bias=False),
+    "rnn_tanh": lambda: seqjax.simple_rnn(8),
+    "rnn_relu": lambda: seqjax.simple_rnn(8, activation="relu"),
+}
+
+
+def _random_carry(layer, params, batch_shape, key):
+    carry = layer.initial_carry(params, batch_shape)
+    leaves, treedef = jax.tree.flatten(carry)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(
+        treedef, [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    )
+
+
+def _loss_and_outputs(layer, plain):
+    def run(params, xs, carry):
+        with kernels.disabled(plain):
+            return layer.apply(params, xs, carry)
+
+    def loss(params, xs, carry):
+        carry, ys = run(params, xs, carry)
+        # Non-uniform cotangents for every output and carry leaf.
+        w = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        return jnp.sum(ys * w) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(carry))
+
+    return run, loss
+
+
+def _assert_close(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL)
+
+
+def _check_equal(cell, *, t, batch_shape, reverse=False, time_major=False, unroll=1, d=5):
+    layer = seqjax.recurrent(cell, reverse=reverse, time_major=time_major, unroll=unroll)
+    k1, k2, k3 = jax.random.split(jax.random.key(t * 7 + len(batch_shape)), 3)
+    params = layer.init(k1, d)
+    shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
+    xs = jax.random.normal(k2, shape)
+    carry = _random_carry(layer, params, batch_shape, k3)
+
+    @jax.jit  # one compilation for both paths, outputs and gradients
+    def both(params, xs, carry):
+        out = {}
+        for plain in (False, True):
+            run, loss = _loss_and_outputs(layer, plain)
+            out[plain] = run(params, xs, carry), jax.grad(loss, (0, 1, 2))(params, xs, carry)
+        return out
+
+    out = both(params, xs, carry)
+    _assert_close(out[False], out[True])
+
+
+def _uses_fast_path(layer, params, xs, **kwargs) -> bool:
+    jaxpr = jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs)
+    return "custom_vjp_call" in str(jaxpr)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_fast_equals_plain(name):
+    # Default blocks of 16 steps: a remainder only (1), whole blocks only (16), both (37).
+    for t in (1, 16, 37):
+        _check_equal(CELLS[name](), t=t, batch_shape=(3,))
+    _check_equal(CELLS[name](), t=37, batch_shape=(3,), reverse=True)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+def test_blocks_and_remainder(name, monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK", 4)  # read at trace time
+    for reverse in (False, True):
+        _check_equal(CELLS[name](), t=11, batch_shape=(2,), reverse=reverse)
+
+
+@pytest.mark.parametrize("batch_shape, time_major", [((), False), ((2, 3), True), ((1,), False)])
+def test_batch_shapes_and_layouts(batch_shape, time_major):
+    for name in ("lstm", "gru"):
+        _check_equal(CELLS[name](), t=9, batch_shape=batch_shape, time_major=time_major)
+
+
+@pytest.mark.parametrize("unroll", [3])
+def test_unroll(unroll):
+    for name in ("lstm", "rnn_relu"):
+        _check_equal(CELLS[name](), t=12, batch_shape=(2,), unroll=unroll)
+
+
+def test_jit_equals_no_jit():
+    layer = seqjax.recurrent(seqjax.lstm(8))
+    params = layer.init(jax.random.key(0), 4)
+    xs = jax.random.normal(jax.random.key(1), (2, 20, 4))
+    _assert_close(jax.jit(layer.apply)(params, xs), layer.apply(params, xs))
+
+
+def test_stack_and_bidirectional_use_and_match_fast_path():
+    net = seqjax.stack(
+        seqjax.bidirectional(seqjax.recurrent(seqjax.gru(6))), seqjax.recurrent(seqjax.lstm(5))
+    )
+    params = net.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 10, 3))
+    assert _uses_fast_path(net, params, xs)
+
+    def loss(p, x, plain):
+        with kernels.disabled(plain):
+            return jnp.sum(jnp.tanh(net.apply(p, x)[1]))
+
+    _assert_close(net.apply(params, xs), _plain(net.apply, params, xs))
+    _assert_close(
+        jax.grad(loss, argnums=(0, 1))(params, xs, False),
+        jax.grad(loss, argnums=(0, 1))(params, xs, True),
+    )
+
+
+def _plain(fn, *args, **kwargs):
+    with kernels.disabled():
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_fast_path_is_taken(name):
+    layer = seqjax.recurrent(CELLS[name]())
+    params = layer.init(jax.random.key(0), 3)
+    xs = jnp.ones((2, 4, 3))
+    assert kernels.kind(CELLS[name]()) is not None
+    assert _uses_fast_path(layer, params, xs)
+    with kernels.disabled():
+        assert not _uses_fast_path(layer, params, xs)
+    assert kernels.enabled()
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        seqjax.lstm(8, proj_size=4),
+        seqjax.lstm(8, layer_norm=True),
+        seqjax.lstm(8, dtype=jnp.bfloat16),
+        seqjax.gru(8, reset_after=False),
+        seqjax.min_gru(8),
+    ],
+)
+def test_other_cells_take_the_plain_path(cell):
+    layer = seqjax.recurrent(cell)
+    params = layer.init(jax.random.key(0), 3)
+    assert not _uses_fast_path(layer, params, jnp.ones((2, 4, 3)))
+
+
+def test_bfloat16_params_take_the_plain_path():
+    layer = seqjax.recurrent(seqjax.lstm(8))
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), layer.init(jax.random.key(0), 3))
+    assert not _uses_fast_path(layer, params, jnp.ones((2, 4, 3)))
+
+
+def test_options_outside_the_fast_path_fall_back():
+    cell = seqjax.lstm(8)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    lengths = jnp.array([6, 3])
+    resets = jnp.zeros((2, 6), bool).at[0, 2].set(True)
+    assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, lengths=lengths)
+    assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, resets=resets)
+    for remat in ("step", "sqrt", 2):
+        assert not _uses_fast_path(seqjax.recurrent(cell, remat=remat), params, xs)
+    # Remat still gives the fast path's numbers.
+    want = seqjax.recurrent(cell).apply(params, xs)
+    _assert_close(seqjax.recurrent(cell, remat="sqrt").apply(params, xs), want)
+
+
+def test_empty_sequence_takes_the_plain_path():
+    layer = seqjax.recurrent(seqjax.gru(4))
+    params = layer.init(jax.random.key(0), 3)
+    carry, ys = layer.apply(params, jnp.ones((2, 0, 3)))
+    assert ys.shape == (2, 0, 4) and carry.shape == (2, 4)
+
+
+def test_shape_errors_come_from_the_plain_path():
+    layer = seqjax.recurrent(seqjax.lstm(4))
+    params = layer.init(jax.random.key(0), 3)
+    with pytest.raises(ValueError, match="features"):
+        layer.apply(params, jnp.ones((2, 5, 7)))
+
+
+def test_sigmoid_form():
+    # Exact in real arithmetic; in float32 its absolute error is of the order of XLA's own
+    # logistic (both about 1e-7 against float64).
+    x = np.linspace(-30.0, 30.0, 10001, dtype=np.float32)
+    exact = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    np.testing.assert_allclose(fused.sigmoid(jnp.asarray(x)), exact, rtol=0, atol=2e-7)
+
+
+def test_disabled_restores_state():
+    assert kernels.enabled()
+    with kernels.disabled():
+        assert not kernels.enabled()
+        with kernels.disabled(False):
+            assert not kernels.enabled()
+    with kernels.disabled(False):
+        assert kernels.enabled()
+    assert kernels.enabled()
