@@ -433,6 +433,12 @@ class Seq2Seq(nn.Module):
           beams, best first), ``lengths``, ``log_probs``, ``scores`` and ``aux`` = attention
           weights ``[*b, T, s]`` (``[*b, k, T, s]``; ``None`` without attention).
         """
+        if strategy not in ("greedy", "sample", "beam"):
+            raise ValueError(
+                f"strategy must be 'greedy', 'sample' or 'beam', received {strategy!r}"
+            )
+        if strategy == "sample" and key is None:
+            raise ValueError("strategy='sample' needs a key")
         src = jnp.asarray(src)
         batch = src.shape[:-1]
         enc_carry, memory = self.encode(src, src_lengths)
@@ -443,13 +449,9 @@ class Seq2Seq(nn.Module):
         if strategy == "greedy":
             return decoding.greedy(step_fn, carry, start, **common)
         if strategy == "sample":
-            if key is None:
-                raise ValueError("strategy='sample' needs a key")
             return decoding.sample(
                 step_fn, carry, start, key, temperature=temperature, top_k=top_k, **common
             )
-        if strategy == "beam":
-            return decoding.beam_search(
-                step_fn, carry, start, beam_size=beam_size, alpha=alpha, **common
-            )
-        raise ValueError(f"strategy must be 'greedy', 'sample' or 'beam', received {strategy!r}")
+        return decoding.beam_search(
+            step_fn, carry, start, beam_size=beam_size, alpha=alpha, **common
+        )
