@@ -396,7 +396,9 @@ def bind_memory(
       mask: ``bool[*b, s]``, True at valid positions.
 
     Returns:
-      ``{**params, "memory": Memory}``: pass these to the decoder cell's functions.
+      ``{**params, "memory": Memory}``: pass these to the decoder cell's functions. Bind
+      inside the function you differentiate (the memory's mask is boolean), so gradients
+      flow to ``params`` and to the encoder through ``values``.
     """
     memory = attention_memory(attention, params["attention"], values, lengths=lengths, mask=mask)
     return {**params, "memory": memory}

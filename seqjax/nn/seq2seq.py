@@ -223,11 +223,11 @@ class Decoder(nn.Module):
         return carry, F.dense(self.output, apply_dropout(k_out, ys, self.dropout)), weights
 
     def _scheduled(self, params, carry, tokens, lengths, key, rate):
+        """Scheduled sampling, step by step; the same outputs as teacher forcing at rate 0."""
         step, table, drop = self._pure_step(params), self.embedding, self.dropout
         t, batch = tokens.shape[-1], tokens.shape[:-1]
         tokens_t = jnp.moveaxis(tokens, -1, 0)
         rate = jnp.asarray(rate, jnp.float32)
-
         bias = self.output["b"]
 
         def body(state, inp):
