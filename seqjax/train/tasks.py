@@ -395,7 +395,11 @@ class CharLMTask:
 
 
 class ForecastTask:
-    """One-step forecasting of a univariate series from windows of its past."""
+    """One-step forecasting of a univariate series from windows of its past.
+
+    The model sees each window relative to its last value and predicts the change from it
+    (so a trend that leaves the training range does not leave the model's input range).
+    """
 
     eval_metric = "mse"
     eval_mode = "min"
@@ -409,14 +413,18 @@ class ForecastTask:
         series = load_csv_series(d.path, d.column) if d.path else default_series()
         self.data = prepare_series(series, d.window)
         self.model = Forecaster(_stack(config.model), features=1, horizon=1)
-        self._predict = jax.jit(lambda p, x: self.model.apply(p, x)[..., 0, 0])
+        self._predict = jax.jit(self._forward)
+
+    def _forward(self, params, x):
+        """Scaled one-step forecasts ``[b]`` from scaled windows ``x: [b, w, 1]``."""
+        last = x[:, -1, 0]
+        return last + self.model.apply(params, x - x[:, -1:])[..., 0, 0]
 
     def init(self, key):
         return self.model.init(key, self.data.train["x"][:2])
 
     def loss(self, params, batch, key):
-        pred = self.model.apply(params, batch["x"])[..., 0, 0]
-        return losses.masked_mse(pred, batch["y"][..., 0]), {}
+        return losses.masked_mse(self._forward(params, batch["x"]), batch["y"][..., 0]), {}
 
     def train_batch(self, step, batch_size):
         rows = _rows(len(self.data.train["x"]), step, batch_size, self.config.seed)
