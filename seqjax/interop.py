@@ -38,7 +38,8 @@ def _array(t: Any) -> Array:
 
 
 def _wrap(net: Seq, to_outer: Any, to_inner: Any) -> Seq:
-    """``net`` with its carry converted to another layout on the way in and out."""
+    """``net`` with its carry converted to another layout on the way in and out;
+    ``to_inner(carry, xs)`` also sees the inputs, to check the carry against them."""
 
     def initial_carry(params: Params, batch_shape: Shape) -> Carry:
         return to_outer(net.initial_carry(params, batch_shape))
@@ -52,7 +53,7 @@ def _wrap(net: Seq, to_outer: Any, to_inner: Any) -> Seq:
         resets: ArrayLike | None = None,
         key: PRNGKey | None = None,
     ) -> tuple[Carry, Array]:
-        inner = None if carry is None else to_inner(carry)
+        inner = None if carry is None else to_inner(carry, xs)
         carry, ys = net.apply(params, xs, inner, lengths=lengths, resets=resets, key=key)
         return to_outer(carry), ys
 
@@ -80,7 +81,9 @@ def _torch_layer_params(module: Any, mode: str, name: str) -> Params:
         b_ih, b_hh = w[f"bias_ih_{name}"], w[f"bias_hh_{name}"]
         if mode == "GRU":
             # r and z see b_ih + b_hh; the hidden bias of n sits inside the reset product.
-            params["b"] = b_ih + jnp.concatenate([b_hh[: 2 * hidden], jnp.zeros_like(b_hh[:hidden])])
+            params["b"] = b_ih + jnp.concatenate(
+                [b_hh[: 2 * hidden], jnp.zeros_like(b_hh[:hidden])]
+            )
             params["b_hn"] = b_hh[2 * hidden :]
         else:
             params["b"] = b_ih + b_hh
@@ -106,6 +109,11 @@ def from_torch(module: Any) -> tuple[Seq, Params]:
       and ``carry`` is ``h_n`` (an RNN or GRU) or ``(h_n, c_n)`` (an LSTM), each
       ``[num_layers * num_directions, *b, size]``. A given ``carry`` takes the same form
       (torch's ``h_0`` / ``(h_0, c_0)``).
+
+    Raises:
+      TypeError: ``module`` is not a ``torch.nn.RNN``, ``LSTM`` or ``GRU``.
+      ValueError: (from ``seq.apply``) a given carry whose structure or shapes are not
+        torch's for these inputs.
     """
     mode = getattr(module, "mode", None)
     if mode not in _TORCH_MODES:
@@ -142,16 +150,27 @@ def from_torch(module: Any) -> tuple[Seq, Params]:
             return jnp.stack([s.h for s in flat]), jnp.stack([s.c for s in flat])
         return jnp.stack(flat)
 
-    def from_torch_carry(carry: Carry) -> tuple:
-        parts = tuple(carry) if is_lstm else (carry,)
+    sizes = (proj or module.hidden_size, module.hidden_size) if is_lstm else (module.hidden_size,)
+    time_major = not module.batch_first
+
+    def from_torch_carry(carry: Carry, xs: ArrayLike) -> tuple:
+        shape = np.shape(xs)
+        batch_shape = tuple(shape[1:-1] if time_major else shape[:-2])
         want = "(h_0, c_0)" if is_lstm else "h_0"
-        if len(parts) != (2 if is_lstm else 1) or any(
-            jnp.ndim(p) < 1 or jnp.shape(p)[0] != n_states for p in parts
-        ):
+        expected = [(n_states, *batch_shape, size) for size in sizes]
+        is_seq = isinstance(carry, (tuple, list))
+        if is_lstm != is_seq or (is_seq and len(carry) != 2):
+            received = f"{type(carry).__name__}" + (
+                f" of length {len(carry)}" if is_seq else f" of shape {np.shape(carry)}"
+            )
+        else:
+            parts = tuple(carry) if is_lstm else (carry,)
+            received = [tuple(np.shape(p)) for p in parts]
+        if received != expected:
             raise ValueError(
-                f"carry must be torch's {want}, each with a leading axis of "
-                f"num_layers * num_directions = {n_states}, received shapes "
-                f"{[tuple(jnp.shape(p)) for p in parts]}"
+                f"carry must be torch's {want} of shapes {expected} "
+                f"([num_layers * num_directions, *batch, size] for these inputs), "
+                f"received {received}"
             )
         flat = [LSTMState(h, c) for h, c in zip(*parts)] if is_lstm else list(parts[0])
         per_layer = [flat[i * n_dirs : (i + 1) * n_dirs] for i in range(module.num_layers)]
@@ -210,7 +229,8 @@ def _flax_cell(cell: Any, params: Params) -> tuple[Cell, Params, bool]:
         out = {
             "w_i": jnp.concatenate([kernel(f"i{g}") for g in "rzn"], axis=-1),
             "w_h": jnp.concatenate([kernel(f"h{g}") for g in "rzn"], axis=-1),
-            "b": jnp.concatenate([bias("hr"), bias("hz"), bias("in")], axis=-1),
+            # Flax puts the r and z biases on the input side (ir, iz) and has no hr, hz bias.
+            "b": jnp.concatenate([bias(f"i{g}") for g in "rzn"], axis=-1),
             "b_hn": bias("hn"),
         }
         return gru(cell.features, reset_after=True), out, False
@@ -256,7 +276,7 @@ def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
     net = recurrent(seq_cell, time_major=time_major, reverse=reverse)
 
     if is_lstm:
-        seq = _wrap(net, lambda s: (s.c, s.h), lambda c: LSTMState(h=c[1], c=c[0]))
+        seq = _wrap(net, lambda s: (s.c, s.h), lambda c, xs: LSTMState(h=c[1], c=c[0]))
     else:
         seq = net
     if not (reverse and not keep_order):
@@ -268,5 +288,3 @@ def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
         return carry, _flip_within_lengths(ys, lengths, time_major)
 
     return Seq(seq.init, seq.initial_carry, apply), seq_params
-
-
