@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from seqjax.data._checks import check_int
-from seqjax.data.vocab import Vocab
+from seqjax.data.vocab import Vocab, encode_pairs
 
 __all__ = ["make_addition"]
 
@@ -20,16 +20,8 @@ _MAX_DIGITS = 9  # keeps 10 ** (2 * max_digits) pair codes inside int64
 def _examples(a: np.ndarray, b: np.ndarray, src_vocab, tgt_vocab, max_digits: int) -> dict:
     src_text = [f"{x}+{y}" for x, y in zip(a.tolist(), b.tolist())]
     tgt_text = [str(x + y) for x, y in zip(a.tolist(), b.tolist())]
-    src, src_lengths = src_vocab.encode_batch(src_text, max_len=2 * max_digits + 1)
-    tgt, tgt_lengths = tgt_vocab.encode_batch(tgt_text, add_eos=True, max_len=max_digits + 2)
-    return {
-        "src": src,
-        "src_lengths": src_lengths,
-        "tgt": tgt,
-        "tgt_lengths": tgt_lengths,
-        "src_text": src_text,
-        "tgt_text": tgt_text,
-    }
+    widths = (2 * max_digits + 1, max_digits + 2)
+    return encode_pairs(src_text, tgt_text, src_vocab, tgt_vocab, widths)
 
 
 def make_addition(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from seqjax.data._checks import check_int
-from seqjax.data.vocab import Vocab
+from seqjax.data.vocab import Vocab, encode_pairs
 
 __all__ = [
     "DATE_CASES",
@@ -161,16 +161,7 @@ def _examples(
         case = DATE_CASES[c] if _has_letters(fmt) else "original"
         src_text.append(format_date(d, fmt, case))
         tgt_text.append(d.isoformat())
-    src, src_lengths = src_vocab.encode_batch(src_text, max_len=width[0])
-    tgt, tgt_lengths = tgt_vocab.encode_batch(tgt_text, add_eos=True, max_len=width[1])
-    return {
-        "src": src,
-        "src_lengths": src_lengths,
-        "tgt": tgt,
-        "tgt_lengths": tgt_lengths,
-        "src_text": src_text,
-        "tgt_text": tgt_text,
-    }
+    return encode_pairs(src_text, tgt_text, src_vocab, tgt_vocab, width)
 
 
 @functools.lru_cache(maxsize=1)

@@ -225,3 +225,28 @@ class CharVocab(Vocab):
 
     def _special_text(self, i: int) -> str:
         return self.UNK_TEXT if i == self.UNK else ""
+
+
+def encode_pairs(
+    src_text: list[str],
+    tgt_text: list[str],
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    widths: tuple[int, int],
+) -> dict:
+    """A seq2seq dataset: sources padded to ``widths[0]``, targets plus EOS to ``widths[1]``.
+
+    Returns:
+        ``src, src_lengths, tgt, tgt_lengths`` (int32 arrays) and the texts ``src_text``,
+        ``tgt_text``.
+    """
+    src, src_lengths = src_vocab.encode_batch(src_text, max_len=widths[0])
+    tgt, tgt_lengths = tgt_vocab.encode_batch(tgt_text, add_eos=True, max_len=widths[1])
+    return {
+        "src": src,
+        "src_lengths": src_lengths,
+        "tgt": tgt,
+        "tgt_lengths": tgt_lengths,
+        "src_text": src_text,
+        "tgt_text": tgt_text,
+    }
