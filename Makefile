@@ -21,12 +21,12 @@ test-fast: venv  ## everything but the tests marked slow
 	$(PY) -m pytest -q -m "not slow"
 
 lint: venv
-	$(VENV)/bin/ruff format --check seqjax tests scripts
-	$(VENV)/bin/ruff check seqjax tests scripts
+	$(VENV)/bin/ruff format --check seqjax tests scripts configs
+	$(VENV)/bin/ruff check seqjax tests scripts configs
 
 format: venv
-	$(VENV)/bin/ruff format seqjax tests scripts
-	$(VENV)/bin/ruff check --fix seqjax tests scripts
+	$(VENV)/bin/ruff format seqjax tests scripts configs
+	$(VENV)/bin/ruff check --fix seqjax tests scripts configs
 
 bench: venv  ## seqjax vs PyTorch and Flax: speed table on stdout, results in bench.json
 	$(PY) scripts/bench.py --out bench.json
