@@ -80,7 +80,7 @@ def kind(cell: Any) -> fused.Spec | None:
     return None
 
 
-BLOCK = 16  # steps per block of the fused recurrences (see seqjax.kernels.fused)
+BLOCK = 16  # steps per block of the fused backward passes (see seqjax.kernels.fused)
 
 
 def sequential_scan(
