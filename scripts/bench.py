@@ -42,20 +42,29 @@ SHAPES = ((64, 128, 128, 256), (16, 512, 64, 128))  # (batch, time, input, hidde
 QUICK_SHAPES = ((4, 16, 8, 16),)
 MEMORY_TIMES = (1024, 2048, 4096, 8192, 16384)
 QUICK_MEMORY_TIMES = (16, 64)
-MEMORY_REMATS = (None, "sqrt", 64)
+MEMORY_VARIANTS = (  # (label, remat, fast paths off)
+    ("none", None, False),
+    ("none, plain scan", None, True),
+    ("sqrt", "sqrt", False),
+    ("64", 64, False),
+)
 
 
 # --------------------------------------------------------------------------- implementations
 
 
-def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool):
-    import seqjax
-
+def _kernels_disabled():
     try:
         from seqjax.kernels import disabled
     except ImportError:  # a checkout without fast paths
-        disabled = contextlib.nullcontext
+        return contextlib.nullcontext
+    return disabled
 
+
+def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool):
+    import seqjax
+
+    disabled = _kernels_disabled()
     b, t, d, h = shape
     make = {"lstm": seqjax.lstm, "gru": seqjax.gru, "rnn": seqjax.simple_rnn}[cell]
     layer = seqjax.recurrent(make(h), unroll=unroll)
@@ -157,7 +166,7 @@ def _bench_case(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) ->
 def run_speed(args, shapes, torch_device: str) -> list[dict]:
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     rows = []
     for cell in args.cells:
         for shape in shapes:
@@ -190,17 +199,26 @@ def run_speed(args, shapes, torch_device: str) -> list[dict]:
 # --------------------------------------------------------------------------- memory
 
 
-def run_memory(times, remats, batch: int, input_size: int, hidden: int) -> list[dict]:
-    """Peak memory of the LSTM train step from the compiled executables' memory analysis."""
+def run_memory(times, variants, batch: int, input_size: int, hidden: int) -> list[dict]:
+    """Memory of the LSTM train step from the compiled executables' memory analysis.
+
+    Args:
+      variants: ``(label, remat, plain)`` triples: ``recurrent(..., remat=remat)``, with the
+        fast paths off when ``plain``.
+    """
     import seqjax
 
+    disabled = _kernels_disabled()
     rows = []
     cell = seqjax.lstm(hidden)
-    for remat in remats:
+    for label, remat, plain in variants:
         layer = seqjax.recurrent(cell, remat=remat)
-        grad = jax.jit(
-            jax.grad(lambda p, x, layer=layer: layer.apply(p, x)[1].sum(), argnums=(0, 1))
-        )
+
+        def loss(p, x, layer=layer, plain=plain):
+            with disabled(plain):
+                return layer.apply(p, x)[1].sum()
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
         params = jax.eval_shape(lambda k, layer=layer: layer.init(k, input_size), jax.random.key(0))
         for t in times:
             xs = jax.ShapeDtypeStruct((batch, t, input_size), jnp.float32)
@@ -214,7 +232,9 @@ def run_memory(times, remats, batch: int, input_size: int, hidden: int) -> list[
             peak = int(getattr(stats, "peak_memory_in_bytes", 0) or 0)
             rows.append(
                 {
+                    "variant": label,
                     "remat": remat,
+                    "plain": plain,
                     "time": t,
                     "batch": batch,
                     "input": input_size,
@@ -228,6 +248,28 @@ def run_memory(times, remats, batch: int, input_size: int, hidden: int) -> list[
                 }
             )
     return rows
+
+
+def run_long(t: int, remat, batch: int, input_size: int, hidden: int) -> dict:
+    """Runs the long-sequence LSTM train step once (it fits) and times it."""
+    import resource
+
+    import seqjax
+
+    layer = seqjax.recurrent(seqjax.lstm(hidden), remat=remat)
+    params = layer.init(jax.random.key(0), input_size)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((batch, t, input_size), np.float32))
+    grad = jax.jit(jax.grad(lambda p, x: layer.apply(p, x)[1].sum(), argnums=(0, 1)))
+    first = _timed(lambda: jax.block_until_ready(grad(params, xs)))
+    again = _timed(lambda: jax.block_until_ready(grad(params, xs)))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return {
+        "time": t,
+        "remat": remat,
+        "first_call_ms": first,
+        "run_ms": again,
+        "process_max_rss_bytes": rss,
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -271,13 +313,23 @@ def markdown(result: dict) -> str:
             "",
         ]
         times = sorted({r["time"] for r in mem})
-        remats = list(dict.fromkeys(r["remat"] for r in mem))
-        lines.append("| remat | " + " | ".join(f"t={t}" for t in times) + " |")
-        lines.append("|" + "---|" * (len(times) + 1))
-        for remat in remats:
-            by_t = {r["time"]: r for r in mem if r["remat"] == remat}
+        labels = list(dict.fromkeys(r["variant"] for r in mem))
+        head = " | ".join(f"t={t}" for t in times)
+        lines.append(f"| remat | {head} | growth t={times[0]}->{times[-1]} |")
+        lines.append("|" + "---|" * (len(times) + 2))
+        for label in labels:
+            by_t = {r["time"]: r for r in mem if r["variant"] == label}
             cells = [f"{by_t[t]['total_bytes'] / 2**20:.1f}" for t in times]
-            lines.append(f"| {remat} | " + " | ".join(cells) + " |")
+            growth = by_t[times[-1]]["total_bytes"] / by_t[times[0]]["total_bytes"]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {growth:.1f}x |")
+        if result.get("long_run"):
+            run = result["long_run"]
+            lines += [
+                "",
+                f"Ran the t={run['time']} train step with remat={run['remat']!r}: "
+                f"{run['run_ms'] / 1e3:.1f} s per step (first call {run['first_call_ms'] / 1e3:.1f}"
+                f" s), process peak RSS {run['process_max_rss_bytes'] / 2**30:.2f} GiB.",
+            ]
     return "\n".join(lines)
 
 
@@ -325,6 +377,12 @@ def parse_args(argv=None):
     p.add_argument("--unroll", type=int, default=1, help="seqjax recurrent(..., unroll=)")
     p.add_argument("--plain", action="store_true", help="also time seqjax without kernels")
     p.add_argument("--no-memory", action="store_true", help="skip the long-sequence section")
+    p.add_argument(
+        "--memory-run", action="store_true", help="also run the longest remat train step once"
+    )
+    p.add_argument(
+        "--torch-threads", type=int, default=None, help="torch threads (default: all cores)"
+    )
     p.add_argument("--no-speed", action="store_true", help="skip the speed section")
     args = p.parse_args(argv)
     args.cells = [c for c in args.cells.split(",") if c]
@@ -358,6 +416,7 @@ def main(argv=None) -> dict:
             "unroll": args.unroll,
             "peers": args.peers,
             "plain": args.plain,
+            "torch_threads": args.torch_threads or os.cpu_count(),
             "dtype": "float32",
             "layout": "batch-major [batch, time, features]",
         },
@@ -367,8 +426,10 @@ def main(argv=None) -> dict:
     if not args.no_memory:
         times = QUICK_MEMORY_TIMES if args.quick else MEMORY_TIMES
         b, d, h = (2, 8, 16) if args.quick else (16, 64, 256)
-        remats = MEMORY_REMATS[:2] if args.quick else MEMORY_REMATS
-        result["memory"] = run_memory(times, remats, b, d, h)
+        variants = [MEMORY_VARIANTS[0], MEMORY_VARIANTS[2]] if args.quick else MEMORY_VARIANTS
+        result["memory"] = run_memory(times, variants, b, d, h)
+        if args.memory_run:
+            result["long_run"] = run_long(max(times), "sqrt", b, d, h)
     print(markdown(result))
     if args.out:
         with open(args.out, "w") as f:
