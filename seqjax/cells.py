@@ -51,6 +51,9 @@ class Cell(NamedTuple):
       coefficients: for cells whose recurrence is linear in the carry,
         ``coefficients(params, xs: [..., d]) -> (a, b)`` with
         :math:`h_t = a_t \odot h_{t-1} + b_t`; ``None`` otherwise.
+      fused: the name of a fused recurrence in :mod:`seqjax.kernels` that computes exactly
+        this cell (``"lstm"``, ``"gru"``, ``"rnn_tanh"``, ``"rnn_relu"``), which the sequence
+        engine may use instead of scanning ``step``; ``None`` otherwise.
     """
 
     init: Callable[[PRNGKey, int], Params]
@@ -58,6 +61,7 @@ class Cell(NamedTuple):
     project: Callable[[Params, Array], Array]
     step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
     coefficients: Callable[[Params, Array], tuple[Array, Array]] | None = None
+    fused: str | None = None
 
     def apply(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``."""
@@ -113,6 +117,11 @@ def _check_features(cell: str, xs: Array, w_i: Array) -> None:
             f"{cell}: expected inputs whose last axis has {w_i.shape[0]} features "
             f"(the input_size given to init), received an array of shape {tuple(xs.shape)}"
         )
+
+
+def _fusable(dtype: DTypeLike | None) -> bool:
+    """Whether matmuls in ``dtype`` are what the float32 fused kernels compute."""
+    return dtype is None or jnp.dtype(dtype) == jnp.float32
 
 
 def _layer_norm(x: Array, scale: Array, bias: Array | None, eps: float) -> Array:
@@ -209,7 +218,8 @@ def simple_rnn(
         h_new = act(u + _dot(h, params["w_h"], dtype)).astype(h.dtype)
         return h_new, h_new
 
-    return Cell(init, initial_carry, project, step)
+    fused = f"rnn_{activation}" if _fusable(dtype) else None
+    return Cell(init, initial_carry, project, step, fused=fused)
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -337,7 +347,10 @@ def lstm(
         h_new = h_new.astype(h.dtype)
         return LSTMState(h_new, c_new.astype(c.dtype)), h_new
 
-    return Cell(init, initial_carry, project, step)
+    plain = proj_size is None and not layer_norm
+    return Cell(
+        init, initial_carry, project, step, fused="lstm" if plain and _fusable(dtype) else None
+    )
 
 
 # --------------------------------------------------------------------------- GRU
@@ -425,7 +438,8 @@ def gru(
         h_new = (n + z * (h - n)).astype(h.dtype)
         return h_new, h_new
 
-    return Cell(init, initial_carry, project, step)
+    fused = "gru" if reset_after and _fusable(dtype) else None
+    return Cell(init, initial_carry, project, step, fused=fused)
 
 
 # --------------------------------------------------------------------------- minGRU

@@ -88,7 +88,7 @@ def recurrent(
         An int ``k``: the sequence is cut in chunks of ``k`` steps and only the carries at
         chunk boundaries are stored; the input projection and the steps of a chunk are
         recomputed in the backward pass, so memory grows as ``t / k + k``. ``"sqrt"``:
-        ``k = ceil(sqrt(t))``.
+        ``k`` near ``sqrt(t)``, a divisor of ``t`` when one lies in ``[sqrt(t), 2 sqrt(t)]``.
       parallel: run the recurrence as an associative scan (O(log t) depth). Needs a cell
         with ``coefficients`` (linear in its carry, such as :func:`~seqjax.min_gru`);
         gives the same numbers as the sequential scan up to float rounding.
@@ -238,7 +238,11 @@ def _check_remat(remat: Remat) -> None:
 def _chunk_size(remat: Remat, t: int) -> int | None:
     if t == 0 or remat is None or remat == "step":
         return None
-    return max(1, math.isqrt(t - 1) + 1) if remat == "sqrt" else min(remat, t)
+    if remat != "sqrt":
+        return min(remat, t)
+    root = math.isqrt(t - 1) + 1  # ceil(sqrt(t))
+    # A divisor of t near sqrt(t) needs no padded (masked, wasted) steps.
+    return next((k for k in range(root, min(2 * root, t) + 1) if t % k == 0), root)
 
 
 def _recurrent_apply(

@@ -352,3 +352,10 @@ def test_bad_options(kwargs, match):
         seqjax.recurrent(seqjax.lstm(3), **kwargs)
     with pytest.raises(TypeError, match="expects a seqjax Cell"):
         seqjax.recurrent(lambda c, x: (c, x))
+
+
+@pytest.mark.parametrize("t, want", [(16384, 128), (2048, 64), (1000, 40), (13, 4), (1, 1)])
+def test_sqrt_remat_prefers_a_divisor_of_t(t, want):
+    from seqjax.scan import _chunk_size
+
+    assert _chunk_size("sqrt", t) == want

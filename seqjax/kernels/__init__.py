@@ -43,41 +43,21 @@ def disabled(flag: bool = True) -> Iterator[None]:
         _state["enabled"] = prev
 
 
-def _closure(fn: Any) -> dict[str, Any]:
-    code = getattr(fn, "__code__", None)
-    if code is None or fn.__closure__ is None:
-        return {}
-    return {name: cell.cell_contents for name, cell in zip(code.co_freevars, fn.__closure__)}
-
-
-def _float32(dtype: Any) -> bool:
-    """Whether a cell's ``dtype`` option means float32 matmuls for float32 params."""
-    return dtype is None or jnp.dtype(dtype) == jnp.float32
+_SPECS = {
+    "lstm": fused.LSTM,
+    "gru": fused.GRU,
+    "rnn_tanh": fused.RNN_TANH,
+    "rnn_relu": fused.RNN_RELU,
+}
 
 
 def kind(cell: Any) -> fused.Spec | None:
-    """The fused recurrence that computes ``cell``, or ``None`` if none does.
-
-    Recognises the cells built by :mod:`seqjax.cells`' constructors from their ``step``
-    closures: an LSTM without projection or layer norm, a GRU with ``reset_after=True``,
-    an Elman RNN with tanh or relu, each with float32 matmuls.
+    """The fused recurrence that computes ``cell`` (named by its ``fused`` field), or
+    ``None``. The constructors of :mod:`seqjax.cells` set the field for an LSTM without
+    projection or layer norm, a GRU with ``reset_after=True`` and a tanh or relu Elman RNN,
+    each with float32 matmuls; the parameters must also be float32 (checked at trace time).
     """
-    step = getattr(cell, "step", None)
-    if getattr(step, "__module__", None) != "seqjax.cells":
-        return None
-    name = getattr(step, "__qualname__", "").split(".<locals>.")[0]
-    env = _closure(step)
-    if name not in ("lstm", "gru", "simple_rnn") or not _float32(env.get("dtype")):
-        return None
-    if name == "lstm" and env.get("layer_norm") is False and env.get("proj_size", 0) is None:
-        return fused.LSTM
-    if name == "gru" and env.get("reset_after") is True:
-        return fused.GRU
-    if name == "simple_rnn":
-        return {id(jnp.tanh): fused.RNN_TANH, id(jax.nn.relu): fused.RNN_RELU}.get(
-            id(env.get("act"))
-        )
-    return None
+    return _SPECS.get(getattr(cell, "fused", None))
 
 
 BLOCK = 16  # steps per block of the fused backward passes (see seqjax.kernels.fused)
