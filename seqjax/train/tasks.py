@@ -42,6 +42,14 @@ def _rows(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, step]).integers(0, n, batch_size)
 
 
+def _step_seed(seed: int, step: int) -> int:
+    """The seed of ``step``'s freshly generated batch: a pure function of the step."""
+    return int(np.random.default_rng([seed, step]).integers(2**31))
+
+
+TEST_SEED = 10**6  # generated test sets are seeded with seed + TEST_SEED
+
+
 def _take(data: dict, rows: np.ndarray) -> dict:
     return {k: v[rows] for k, v in data.items() if isinstance(v, np.ndarray)}
 
@@ -210,9 +218,11 @@ class AddingTask:
 
         self.config = config
         self._make = make_adding
-        self.test = make_adding(config.data.n_test, config.data.length, seed=10**6 + config.seed)
+        self.test = make_adding(
+            config.data.n_test, config.data.length, seed=TEST_SEED + config.seed
+        )
         self.model = SequenceClassifier(_stack(config.model), num_classes=1, pooling="last")
-        self._eval = jax.jit(lambda p, x, y: self._mse(p, x, y))
+        self._eval = jax.jit(self._mse)
 
     def _mse(self, params, x, y):
         return losses.masked_mse(self.model.apply(params, x)[..., 0], y)
@@ -224,8 +234,7 @@ class AddingTask:
         return self._mse(params, batch["x"], batch["y"]), {}
 
     def train_batch(self, step, batch_size):
-        # Fresh examples every step, from a seed that is a pure function of the step.
-        seed = int(np.random.default_rng([self.config.seed, step]).integers(2**31))
+        seed = _step_seed(self.config.seed, step)
         return self._make(batch_size, self.config.data.length, seed=seed)
 
     def evaluate(self, params):
@@ -253,7 +262,7 @@ class CopyTask:
         self.config = config
         self._make = make_copy
         d = config.data
-        self.test = make_copy(d.n_test, delay=d.delay, seed=10**6 + config.seed)
+        self.test = make_copy(d.n_test, delay=d.delay, seed=TEST_SEED + config.seed)
         m = config.model
         self.model = Tagger(
             _stack(m), num_tags=COPY_VOCAB, vocab_size=COPY_VOCAB, embed_size=m.embed_size
@@ -277,7 +286,7 @@ class CopyTask:
         return m["loss"], {"copy_accuracy": m["copy_accuracy"]}
 
     def train_batch(self, step, batch_size):
-        seed = int(np.random.default_rng([self.config.seed, step]).integers(2**31))
+        seed = _step_seed(self.config.seed, step)
         return self._make(batch_size, delay=self.config.data.delay, seed=seed)
 
     def evaluate(self, params):
