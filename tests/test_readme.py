@@ -14,7 +14,7 @@ def _python_blocks():
 
 def test_readme_tour_runs():
     blocks = _python_blocks()
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert namespace["ys"].shape == (8, 50, 128)
@@ -22,3 +22,8 @@ def test_readme_tour_runs():
     exec(compile(blocks[1], "README.md", "exec"), namespace)
     assert namespace["ys"].shape == (8, 50, 128)
     assert namespace["h_n"].shape == (4, 8, 64)
+    # The Flax models example runs on its own.
+    models: dict = {}
+    exec(compile(blocks[2], "README.md", "exec"), models)
+    assert models["logits"].shape == (4, 6, 12) and models["weights"].shape == (4, 6, 9)
+    assert models["beams"].tokens.shape == (4, 3, 6)
