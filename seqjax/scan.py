@@ -327,6 +327,12 @@ def _sequential_scan(
     @jax.checkpoint
     def chunk_body(carry, inp):
         steps_c, xs_c, resets_c = inp
+        if lengths is None and resets_c is None:
+            fast = kernels.sequential_scan(
+                cell, params, xs_c, carry, reverse=reverse, unroll=unroll
+            )
+            if fast is not None:  # the fused recurrence, recomputed chunk by chunk
+                return fast
         us_c = cell.project(params, xs_c)
         return jax.lax.scan(body, carry, (steps_c, us_c, resets_c), reverse=reverse, unroll=unroll)
 

@@ -51,8 +51,12 @@ def _assert_close(a, b):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL)
 
 
-def _check_equal(cell, *, t, batch_shape, reverse=False, time_major=False, unroll=1, d=5):
-    layer = seqjax.recurrent(cell, reverse=reverse, time_major=time_major, unroll=unroll)
+def _check_equal(
+    cell, *, t, batch_shape, reverse=False, time_major=False, unroll=1, remat=None, d=5
+):
+    layer = seqjax.recurrent(
+        cell, reverse=reverse, time_major=time_major, unroll=unroll, remat=remat
+    )
     k1, k2, k3 = jax.random.split(jax.random.key(t * 7 + len(batch_shape)), 3)
     params = layer.init(k1, d)
     shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
@@ -74,6 +78,15 @@ def _check_equal(cell, *, t, batch_shape, reverse=False, time_major=False, unrol
 def _uses_fast_path(layer, params, xs, **kwargs) -> bool:
     jaxpr = jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs)
     return "custom_vjp_call" in str(jaxpr)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_fast_path_inside_remat_chunks(name):
+    layer = seqjax.recurrent(CELLS[name](), remat=8)
+    params = layer.init(jax.random.key(0), 5)
+    assert _uses_fast_path(layer, params, jnp.ones((2, 32, 5)))
+    _check_equal(CELLS[name](), t=32, batch_shape=(2,), remat=8)
+    _check_equal(CELLS[name](), t=32, batch_shape=(2,), remat="sqrt", reverse=True)
 
 
 @pytest.mark.parametrize("name", list(CELLS))
@@ -176,7 +189,9 @@ def test_options_outside_the_fast_path_fall_back():
     resets = jnp.zeros((2, 6), bool).at[0, 2].set(True)
     assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, lengths=lengths)
     assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, resets=resets)
-    for remat in ("step", "sqrt", 2):
+    # Per-step remat and chunks that need padding (masked steps) take the plain scan;
+    # whole chunks run the fused recurrence (test_fast_path_inside_remat_chunks).
+    for remat in ("step", 4):
         assert not _uses_fast_path(seqjax.recurrent(cell, remat=remat), params, xs)
     # Remat still gives the fast path's numbers.
     want = seqjax.recurrent(cell).apply(params, xs)
