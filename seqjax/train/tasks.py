@@ -55,15 +55,13 @@ def _take(data: dict, rows: np.ndarray) -> dict:
 
 
 def _chunks(data: dict, size: int):
-    """Consecutive fixed-size chunks of the array values of ``data``; the last is padded
-    by repeating row 0, and ``n`` says how many rows are real."""
-    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
-    total = len(next(iter(arrays.values())))
-    for start in range(0, total, size):
-        idx = np.arange(start, min(start + size, total))
-        n = len(idx)
-        idx = np.concatenate([idx, np.zeros(size - n, idx.dtype)]) if n < size else idx
-        yield {k: v[idx] for k, v in arrays.items()}, n
+    """``(batch, n)``: the array values of ``data`` in consecutive batches of ``size`` rows
+    (the last one smaller), with ``n`` its number of rows, so that batch means weighted
+    by ``n`` average over exactly the examples."""
+    from seqjax.data import batches
+
+    for batch in batches(data, size, drop_remainder=False):
+        yield batch, len(next(iter(batch.values())))
 
 
 def _cell(m: ConfigDict) -> seqjax.Cell:
@@ -157,7 +155,7 @@ class _Seq2SeqTask:
         total = 0
         for batch, n in _chunks(self.test, EVAL_BATCH):
             tokens, _ = self._decode(params, batch["src"], batch["src_lengths"])
-            same = np.all(np.asarray(tokens) == batch["tgt"], axis=-1)[:n]
+            same = np.all(np.asarray(tokens) == batch["tgt"], axis=-1)
             right += same.sum()
             batch_loss, aux = self._eval_loss(params, batch, None)
             loss += float(batch_loss) * n
@@ -443,7 +441,7 @@ class ForecastTask:
         """``(forecast, truth)`` on the held-out tail, in the series' own units."""
         test = self.data.test
         scaled = np.concatenate(
-            [np.asarray(self._predict(params, b["x"]))[:n] for b, n in _chunks(test, 1000)]
+            [np.asarray(self._predict(params, b["x"])) for b, _ in _chunks(test, 1000)]
         )
         inverse = self.data.scaler.inverse
         return inverse(scaled), inverse(test["y"][:, 0])
