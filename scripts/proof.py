@@ -36,12 +36,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 def config_for(name: str):
     module, overrides = EXPERIMENTS[name]
     config = importlib.import_module(f"configs.{module}").get_config()
-    for key, value in overrides.items():
-        node = config
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node[part]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     config.progress_bar = False
     return config
 

@@ -50,12 +50,7 @@ def small_config(name: str, **overrides):
     }
     if "embed_size" in config.model:
         base["model.embed_size"] = 8
-    for key, value in {**base, **SHRINK[name], **overrides}.items():
-        node = config
-        *path, leaf = key.split(".")
-        for part in path:
-            node = node[part]
-        node[leaf] = value
+    config.update_from_flattened_dict({**base, **SHRINK[name], **overrides})
     return config
 
 
