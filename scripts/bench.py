@@ -8,12 +8,27 @@ timed in interleaved rounds, so that a change of machine load hits them alike; e
 is the median of ``--repeats`` runs after warm-up, and ratios are peer time / seqjax time.
 The first call of each (compilation included) is reported separately.
 
+"Cores used" is the median over the timed runs of process CPU time (``time.process_time``:
+user + system, all threads) divided by wall time, measured around each call only: 1.0 means
+one core busy for the whole call, the machine's core count is the ceiling. It counts busy
+waiting too (a thread pool spinning for work), and CPU that a thread pool burns after a call
+returns (torch's OpenMP threads spin for a while) falls into whatever is timed next.
+
+``--profile`` shows where seqjax's time goes on the selected cases, from XLA's own profiler
+(``jax.profiler.trace`` of a few warm calls, CPU backend): the op time per call by category
+(matmuls run once per time step or once per block / whole sequence, elementwise fusions,
+slices / updates / copies / concatenates, broadcasts, other), the time per step of the ops
+that run once per step, and the top ops. Op times are summed over threads (XLA runs
+independent ops side by side), so they can exceed the wall time per call, which is shown
+with and without the profiler (its overhead). With torch among the peers, torch's top ops
+for the same case (``torch.profiler``, self CPU time) follow.
+
 A long-sequence section reports the peak memory of the LSTM train step for growing ``t``,
 with and without ``remat``, from the compiled executable's memory analysis (no run needed).
 
 Usage::
 
-    python scripts/bench.py [--quick] [--out bench.json] [--no-memory]
+    python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--profile]
 
 Needs only jax, flax, torch and numpy. On a machine with CUDA, torch runs on the GPU
 (cuDNN) and jax on its default backend.
@@ -23,11 +38,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +64,25 @@ MEMORY_VARIANTS = (  # (label, remat, fast paths off)
     ("none, plain scan", None, True),
     ("sqrt", "sqrt", False),
     ("64", 64, False),
+)
+PROFILE_CALLS = 5  # traced calls per profiled case (and untraced runs timed)
+QUICK_PROFILE_CALLS = 2
+# XLA CPU profiler events that are not ops: markers and containers of other ops.
+NOT_OPS = ("end:", "ThunkExecutor", "ThreadpoolListener", "while")
+POOL_WAIT = "SlinkyThreadPool::Await"  # a matmul waiting for its worker threads
+MOVES = set("bitcast concatenate copy dynamic-slice dynamic-update-slice slice transpose".split())
+ELEMENTWISE = set(
+    "abs add and ceil clamp compare convert cosine divide exponential exponential-minus-one floor"
+    " log log-plus-one logistic maximum minimum multiply negate not or power remainder"
+    " round-nearest-afz rsqrt select sign sine sqrt subtract tanh xor".split()
+)
+CATEGORIES = (
+    "matmuls per-step",
+    "matmuls block/whole",
+    "elementwise fusions",
+    "slices/updates/copies/concatenates",
+    "broadcasts",
+    "other",
 )
 
 
@@ -137,36 +173,41 @@ def _torch_fns(cell: str, shape, device: str):
 
 
 def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+    return _timed_cpu(fn)[0]
+
+
+def _timed_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall time and process CPU time (all threads) of one call, in ms."""
+    cpu, start = time.process_time(), time.perf_counter()
     fn()
-    return (time.perf_counter() - start) * 1e3
+    return (time.perf_counter() - start) * 1e3, (time.process_time() - cpu) * 1e3
 
 
 def _bench_case(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict:
-    """First-call and median times (ms) of each function, timed in interleaved rounds."""
+    """First-call and median times (ms) and cores used of each function, in interleaved rounds."""
     first = {name: _timed(fn) for name, fn in fns.items()}
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            samples[name].append(_timed(fn))
-    return {
-        name: {
-            "median_ms": statistics.median(s),
-            "min_ms": min(s),
+            samples[name].append(_timed_cpu(fn))
+    res = {}
+    for name, pairs in samples.items():
+        wall = [w for w, _ in pairs]
+        res[name] = {
+            "median_ms": statistics.median(wall),
+            "cores_used": statistics.median(c / w for w, c in pairs),
+            "min_ms": min(wall),
             "first_call_ms": first[name],
-            "samples_ms": s,
+            "samples_ms": wall,
+            "samples_cpu_ms": [c for _, c in pairs],
         }
-        for name, s in samples.items()
-    }
+    return res
 
 
 def run_speed(args, shapes, torch_device: str) -> list[dict]:
-    import torch
-
-    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     rows = []
     for cell in args.cells:
         for shape in shapes:
@@ -272,6 +313,152 @@ def run_long(t: int, remat, batch: int, input_size: int, hidden: int) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- profile
+
+
+def _op_category(name: str) -> str:
+    """Category of an XLA CPU op from its HLO name; "matmuls" before the per-step split.
+
+    A fusion is named after the ops it fuses (``bitcast_dynamic-update-slice_fusion.1``): it
+    counts as a data movement only if all of them are, as a broadcast if they are moves and
+    broadcasts (filling fresh memory), as elementwise if they are elementwise ops besides.
+    """
+    base = name.split(".")[0]
+    parts = set(base.removeprefix("wrapped_").removesuffix("_fusion").split("_"))
+    if base.startswith("ynn_fusion") or "dot" in parts:
+        return "matmuls"
+    if parts <= MOVES:
+        return "slices/updates/copies/concatenates"
+    if parts <= MOVES | {"broadcast"}:
+        return "broadcasts"
+    if parts <= MOVES | ELEMENTWISE | {"broadcast"}:
+        return "elementwise fusions"
+    return "other"
+
+
+def _xla_profile(fn: Callable[[], Any], steps: int, calls: int) -> dict:
+    """Where the time of a warm jitted call goes, from XLA's CPU profiler; times per call."""
+    from jax.profiler import ProfileData
+
+    wall = statistics.median(_timed(fn) for _ in range(PROFILE_CALLS))
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp):
+            traced = sum(_timed(fn) for _ in range(calls)) / calls
+        (path,) = glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)
+        data = ProfileData.from_file(path)
+    ops: dict[str, list[int]] = {}  # name -> [total ns, count]
+    wait_ns = 0
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLA"):
+                continue
+            for ev in line.events:
+                if ev.name == POOL_WAIT:
+                    wait_ns += ev.duration_ns
+                elif not ev.name.startswith(NOT_OPS):
+                    op = ops.setdefault(ev.name, [0, 0])
+                    op[0] += ev.duration_ns
+                    op[1] += 1
+    total = sum(ns for ns, _ in ops.values()) / calls / 1e6
+    rows = []
+    for name, (ns, count) in ops.items():
+        ms, n = ns / calls / 1e6, count / calls
+        category = _op_category(name)
+        if category == "matmuls":
+            category += " per-step" if n >= steps else " block/whole"
+        rows.append({"name": name, "category": category, "ms": ms, "calls": n})
+    rows.sort(key=lambda r: r["ms"], reverse=True)
+    for r in rows:
+        r["percent"] = 100 * r["ms"] / total
+        r["us_per_call"] = 1e3 * r["ms"] / r["calls"]
+    categories = {}
+    for c in CATEGORIES:
+        members = [r for r in rows if r["category"] == c]
+        ms = sum(r["ms"] for r in members)
+        categories[c] = {
+            "ms": ms,
+            "percent": 100 * ms / total if total else 0.0,
+            "calls": sum(r["calls"] for r in members),
+        }
+    return {
+        "calls_traced": calls,
+        "wall_ms": wall,
+        "traced_wall_ms": traced,
+        "op_ms": total,
+        "pool_wait_ms": wait_ns / calls / 1e6,
+        "per_step_us": 1e3 * sum(r["ms"] for r in rows if r["calls"] >= steps) / steps,
+        "categories": categories,
+        "top_ops": rows[:12],
+    }
+
+
+def _torch_profile(fn: Callable[[], Any], calls: int) -> list[dict]:
+    """torch's top 8 ops by self CPU time (ms per call), from ``torch.profiler``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [
+        {"name": e.key, "self_ms": e.self_cpu_time_total / calls / 1e3, "calls": e.count / calls}
+        for e in events[:8]
+    ]
+
+
+def run_profile(args, shapes, torch_device: str) -> list[dict]:
+    """Profiles seqjax (and torch, if a peer) on each selected case, train and forward."""
+    calls = QUICK_PROFILE_CALLS if args.quick else PROFILE_CALLS
+    rows = []
+    for cell in args.cells:
+        for shape in shapes:
+            fns = {"seqjax": _seqjax_fns(cell, shape, unroll=args.unroll, plain=False)}
+            if "torch" in args.peers:
+                fns["torch"] = _torch_fns(cell, shape, torch_device)
+            for i, mode in enumerate(("train", "forward")):
+                for pair in fns.values():  # compile and warm up
+                    pair[i]()
+                    pair[i]()
+                row = {
+                    "cell": cell,
+                    "shape": dict(zip(("batch", "time", "input", "hidden"), shape)),
+                    "mode": mode,
+                    "seqjax": _xla_profile(fns["seqjax"][i], shape[1], calls),
+                }
+                if "torch" in fns:
+                    row["torch_top_ops"] = _torch_profile(fns["torch"][i], calls)
+                rows.append(row)
+    return rows
+
+
+def _profile_text(row: dict) -> list[str]:
+    s, p = row["shape"], row["seqjax"]
+    lines = [
+        f"{row['cell']} {s['batch']}/{s['time']}/{s['input']}/{s['hidden']} {row['mode']}: "
+        f"seqjax {_ms(p['wall_ms'])} ms per call ({_ms(p['traced_wall_ms'])} ms traced), "
+        f"XLA ops {_ms(p['op_ms'])} ms per call summed over threads "
+        f"({p['calls_traced']} calls traced)",
+        f"  {'category':<40} {'ms/call':>8} {'%':>6} {'calls':>7}",
+    ]
+    for name, c in p["categories"].items():
+        lines.append(f"  {name:<40} {c['ms']:8.2f} {c['percent']:6.1f} {c['calls']:7.0f}")
+    lines.append(f"  {'thread-pool waits (inside matmuls)':<40} {p['pool_wait_ms']:8.2f}")
+    lines.append(
+        f"  ops that run once per step: {p['per_step_us']:.1f} us per step (t={s['time']})"
+    )
+    lines.append(f"  {'top ops':<40} {'ms/call':>8} {'%':>6} {'calls':>7} {'us/call':>8}  category")
+    for r in p["top_ops"]:
+        lines.append(
+            f"  {r['name']:<40} {r['ms']:8.2f} {r['percent']:6.1f} {r['calls']:7.0f} "
+            f"{r['us_per_call']:8.1f}  {r['category']}"
+        )
+    if "torch_top_ops" in row:
+        lines.append(f"  {'torch top ops, self CPU':<40} {'ms/call':>8} {'calls':>14}  name")
+        for r in row["torch_top_ops"]:
+            lines.append(f"  {'':<40} {r['self_ms']:8.2f} {r['calls']:14.0f}  {r['name']}")
+    return lines
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -289,6 +476,7 @@ def _row_text(row: dict, peers, plain: bool) -> str:
     cols += [f"{row['ratios'][n]:.2f}x" for n in names[1:]]
     cols.append("-" if row["best_peer_ratio"] is None else f"{row['best_peer_ratio']:.2f}x")
     cols.append(" / ".join(f"{t[n]['first_call_ms'] / 1e3:.2f}" for n in names))
+    cols.append(" / ".join(f"{t[n]['cores_used']:.1f}" for n in names))
     return "| " + " | ".join(cols) + " |"
 
 
@@ -299,6 +487,7 @@ def markdown(result: dict) -> str:
     head = ["cell", "b/t/d/h", "pass", *(f"{n} ms" for n in names)]
     head += [f"{n}/seqjax" for n in names[1:]]
     head += ["best peer/seqjax", "first call s (" + " / ".join(names) + ")"]
+    head.append("cores (" + " / ".join(names) + ")")
     lines = [f"Machine: {result['machine']['summary']}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [_row_text(r, peers, plain) for r in result["speed"]]
@@ -330,6 +519,11 @@ def markdown(result: dict) -> str:
                 f"{run['run_ms'] / 1e3:.1f} s per step (first call {run['first_call_ms'] / 1e3:.1f}"
                 f" s), process peak RSS {run['process_max_rss_bytes'] / 2**30:.2f} GiB.",
             ]
+    if result.get("profile"):
+        lines += ["", "Where the seqjax time goes (XLA's CPU profiler), per case:", "", "```"]
+        for row in result["profile"]:
+            lines += [*_profile_text(row), ""]
+        lines[-1] = "```"
     return "\n".join(lines)
 
 
@@ -384,6 +578,9 @@ def parse_args(argv=None):
         "--torch-threads", type=int, default=None, help="torch threads (default: all cores)"
     )
     p.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    p.add_argument(
+        "--profile", action="store_true", help="profile seqjax (and torch) on the selected cases"
+    )
     args = p.parse_args(argv)
     args.cells = [c for c in args.cells.split(",") if c]
     args.peers = [c for c in args.peers.split(",") if c]
@@ -400,8 +597,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.profile and jax.default_backend() != "cpu":
+        sys.exit(f"--profile reads XLA's CPU op events; jax runs on {jax.default_backend()}")
     import torch
 
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     torch_device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -422,6 +622,7 @@ def main(argv=None) -> dict:
         },
         "speed": [] if args.no_speed else run_speed(args, shapes, torch_device),
         "memory": [],
+        "profile": run_profile(args, shapes, torch_device) if args.profile else [],
     }
     if not args.no_memory:
         times = QUICK_MEMORY_TIMES if args.quick else MEMORY_TIMES

@@ -68,6 +68,7 @@ def test_quick_markdown(quick_run, capsys):
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| cell"))
     assert "seqjax ms" in header and "torch ms" in header and "flax ms" in header
+    assert "cores (seqjax / torch / flax)" in header
     table = [line for line in lines if line.startswith("| lstm") or line.startswith("| gru")]
     assert len(table) == 4
     assert "remat" in text and "growth" in text
@@ -79,3 +80,26 @@ def test_parse_args_defaults(bench):
     assert args.cells == list(bench.CELLS)
     with pytest.raises(SystemExit):
         bench.parse_args(["--cells", "transformer"])
+
+
+def test_quick_profile(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--cells", "rnn", "--profile", "--no-memory", "--out", str(out)]
+    result = bench.main(argv)
+    saved = json.loads(out.read_text())
+    for row in saved["speed"]:
+        for t in row["times"].values():
+            assert isinstance(t["cores_used"], float) and t["cores_used"] > 0
+    assert [(p["cell"], p["mode"]) for p in saved["profile"]] == [
+        ("rnn", "train"),
+        ("rnn", "forward"),
+    ]
+    for row in saved["profile"]:
+        prof = row["seqjax"]
+        cats = prof["categories"]
+        assert set(cats) == set(bench.CATEGORIES)
+        assert all(c["ms"] >= 0 for c in cats.values())
+        assert cats["matmuls per-step"]["ms"] + cats["matmuls block/whole"]["ms"] > 0
+        assert prof["wall_ms"] > 0 and prof["per_step_us"] > 0 and prof["top_ops"]
+        assert row["torch_top_ops"]
+    assert "Where the seqjax time goes" in bench.markdown(result)
