@@ -312,10 +312,26 @@ def _sequential_scan(
     if remat == "step":
         body = jax.checkpoint(body)
     steps = jnp.arange(t + pad, dtype=jnp.int32)
+
+    def fused(xs, carry, steps, resets):
+        """The fused recurrence with a hand-written VJP, or None where none applies."""
+        valid = None if lengths is None else steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
+        return kernels.sequential_scan(
+            cell,
+            params,
+            xs,
+            carry,
+            reverse=reverse,
+            unroll=unroll,
+            valid=valid,
+            resets=resets,
+            restart=carry0,  # a reset restarts from the sequence's carry, not the chunk's
+        )
+
     if chunk is None:
-        if lengths is None and resets is None and remat is None:
-            fast = kernels.sequential_scan(cell, params, xs, carry0, reverse=reverse, unroll=unroll)
-            if fast is not None:  # a fused recurrence with a hand-written VJP
+        if remat is None:
+            fast = fused(xs, carry0, steps, resets)
+            if fast is not None:
                 return fast
         us = cell.project(params, xs)
         return jax.lax.scan(body, carry0, (steps, us, resets), reverse=reverse, unroll=unroll)
@@ -327,12 +343,9 @@ def _sequential_scan(
     @jax.checkpoint
     def chunk_body(carry, inp):
         steps_c, xs_c, resets_c = inp
-        if lengths is None and resets_c is None:
-            fast = kernels.sequential_scan(
-                cell, params, xs_c, carry, reverse=reverse, unroll=unroll
-            )
-            if fast is not None:  # the fused recurrence, recomputed chunk by chunk
-                return fast
+        fast = fused(xs_c, carry, steps_c, resets_c)
+        if fast is not None:  # the fused recurrence, recomputed chunk by chunk
+            return fast
         us_c = cell.project(params, xs_c)
         return jax.lax.scan(body, carry, (steps_c, us_c, resets_c), reverse=reverse, unroll=unroll)
 

@@ -32,10 +32,10 @@ def _random_carry(layer, params, batch_shape, key):
     )
 
 
-def _loss_and_outputs(layer, plain):
+def _loss_and_outputs(layer, plain, **kwargs):
     def run(params, xs, carry):
         with kernels.disabled(plain):
-            return layer.apply(params, xs, carry)
+            return layer.apply(params, xs, carry, **kwargs)
 
     def loss(params, xs, carry):
         carry, ys = run(params, xs, carry)
@@ -52,7 +52,17 @@ def _assert_close(a, b):
 
 
 def _check_equal(
-    cell, *, t, batch_shape, reverse=False, time_major=False, unroll=1, remat=None, d=5
+    cell,
+    *,
+    t,
+    batch_shape,
+    reverse=False,
+    time_major=False,
+    unroll=1,
+    remat=None,
+    d=5,
+    lengths=None,
+    resets=None,
 ):
     layer = seqjax.recurrent(
         cell, reverse=reverse, time_major=time_major, unroll=unroll, remat=remat
@@ -62,12 +72,14 @@ def _check_equal(
     shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
     xs = jax.random.normal(k2, shape)
     carry = _random_carry(layer, params, batch_shape, k3)
+    kwargs = {"lengths": lengths, "resets": resets}
+    assert _uses_fast_path(layer, params, xs, **kwargs) or t == 0
 
     @jax.jit  # one compilation for both paths, outputs and gradients
     def both(params, xs, carry):
         out = {}
         for plain in (False, True):
-            run, loss = _loss_and_outputs(layer, plain)
+            run, loss = _loss_and_outputs(layer, plain, **kwargs)
             out[plain] = run(params, xs, carry), jax.grad(loss, (0, 1, 2))(params, xs, carry)
         return out
 
@@ -95,6 +107,53 @@ def test_fast_equals_plain(name):
     for t in (1, 16, 37):
         _check_equal(CELLS[name](), t=t, batch_shape=(3,))
     _check_equal(CELLS[name](), t=37, batch_shape=(3,), reverse=True)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_nobias", "rnn_tanh", "rnn_relu"])
+def test_lengths_and_resets_equal_plain(name):
+    # Padded batches and segment resets run the fused recurrence too: right to left,
+    # inside remat chunks (a reset restarts from the sequence's carry, not the chunk's),
+    # with zero lengths, and with the masks over two batch axes.
+    t = 21
+    lengths = jnp.array([t, 9, 0, 16])
+    resets = jax.random.bernoulli(jax.random.key(5), 0.2, (4, t))
+    cases = [
+        {"lengths": lengths},
+        {"resets": resets, "reverse": True},
+        {"lengths": lengths, "resets": resets, "remat": 8},
+        {"lengths": lengths, "resets": resets, "reverse": True, "remat": "sqrt"},
+    ]
+    for case in cases:
+        _check_equal(CELLS[name](), t=t, batch_shape=(4,), **case)
+    _check_equal(
+        CELLS[name](),
+        t=t,
+        batch_shape=(2, 2),
+        time_major=True,
+        lengths=lengths.reshape(2, 2),
+        resets=resets.T.reshape(t, 2, 2),
+    )
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+def test_nan_padding_stays_out_of_the_gradients(name):
+    # Steps past a length contribute exact zeros, whatever the padding holds.
+    layer = seqjax.recurrent(CELLS[name]())
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 20, 3))
+    lengths = jnp.array([20, 7])
+
+    def grads(xs):
+        def loss(p, x):
+            carry, ys = layer.apply(p, x, lengths=lengths)
+            return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
+
+        return jax.grad(loss, argnums=(0, 1))(params, xs)
+
+    want = grads(xs.at[1, 7:].set(0.0))
+    got = grads(xs.at[1, 7:].set(jnp.nan))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(got))
+    _assert_close(got, want)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
@@ -185,14 +244,10 @@ def test_options_outside_the_fast_path_fall_back():
     cell = seqjax.lstm(8)
     params = cell.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
-    lengths = jnp.array([6, 3])
-    resets = jnp.zeros((2, 6), bool).at[0, 2].set(True)
-    assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, lengths=lengths)
-    assert not _uses_fast_path(seqjax.recurrent(cell), params, xs, resets=resets)
-    # Per-step remat and chunks that need padding (masked steps) take the plain scan;
-    # whole chunks run the fused recurrence (test_fast_path_inside_remat_chunks).
-    for remat in ("step", 4):
-        assert not _uses_fast_path(seqjax.recurrent(cell, remat=remat), params, xs)
+    # Per-step remat takes the plain scan; chunks, padded ones included, run the fused
+    # recurrence (test_fast_path_inside_remat_chunks).
+    assert not _uses_fast_path(seqjax.recurrent(cell, remat="step"), params, xs)
+    assert _uses_fast_path(seqjax.recurrent(cell, remat=4), params, xs)
     # Remat still gives the fast path's numbers.
     want = seqjax.recurrent(cell).apply(params, xs)
     _assert_close(seqjax.recurrent(cell, remat="sqrt").apply(params, xs), want)

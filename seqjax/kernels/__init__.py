@@ -4,9 +4,11 @@
 with ``reset_after=True``, :func:`~seqjax.simple_rnn`) in float32 through the fused
 recurrences of :mod:`seqjax.kernels.fused`, whose backward passes do only the recurrent
 matmul and the gate arithmetic per step and compute the weight gradients afterwards as one
-matmul over all steps. It gives the same numbers as the plain ``lax.scan`` of ``cell.step``
-up to float rounding, and returns ``None`` (so the engine takes the plain path) for any cell
-or option it does not cover. :func:`disabled` turns the fast paths off at trace time (for
+matmul over all steps, with lengths (padded batches) and resets (packed segments) as
+masks, and inside remat chunks. It gives the same numbers as the plain ``lax.scan`` of
+``cell.step`` up to float rounding, and returns ``None`` (so the engine takes the plain
+path) for any cell or option it does not cover (other cells, non-float32 parameters,
+per-step remat). :func:`disabled` turns the fast paths off at trace time (for
 benchmarks and equivalence tests).
 """
 
@@ -71,11 +73,16 @@ def sequential_scan(
     *,
     reverse: bool,
     unroll: int | bool,
+    valid: Array | None = None,
+    resets: Array | None = None,
+    restart: Carry | None = None,
 ) -> tuple[Carry, Array] | None:
     """The engine's sequential scan over ``xs: [t, *b, d]`` by a fused recurrence.
 
-    Same contract as the plain path without ``lengths``, ``resets`` or ``remat``: returns
-    ``(carry, ys: [t, *b, h])``, or ``None`` when no fast path applies.
+    Same contract as the plain path without ``remat``: returns ``(carry, ys: [t, *b, h])``,
+    or ``None`` when no fast path applies. ``valid: [t, *b]`` (a step is within its
+    sequence's length) and ``resets: [t, *b]`` (the carry restarts from ``restart``, by
+    default ``carry0``, before the step) are booleans or ``None``.
     """
     if not enabled():
         return None
@@ -91,6 +98,14 @@ def sequential_scan(
     t, batch_shape = xs.shape[0], xs.shape[1:-1]
     weights = (params["w_i"], params["w_h"], params.get("b"), params.get("b_hn"))
     flat = tuple(c.reshape(-1, c.shape[-1]) for c in leaves)
+    valid, resets = (
+        None if m is None else jnp.broadcast_to(m, (t, *batch_shape)).reshape(t, -1)
+        for m in (valid, resets)
+    )
+    restart = None if resets is None else carry0 if restart is None else restart
+    if restart is not None:
+        restart = tuple(c.reshape(-1, c.shape[-1]) for c in jax.tree.leaves(restart))
+        restart = restart if len(restart) > 1 else restart[0]
     carry, hs = fused.fused_scan(
         spec,
         reverse,
@@ -99,6 +114,7 @@ def sequential_scan(
         weights,
         xs.reshape(t, -1, xs.shape[-1]),
         flat if len(flat) > 1 else flat[0],
+        (valid, resets, restart),
     )
     carry = jax.tree.unflatten(
         treedef, [c.reshape(*batch_shape, -1) for c in jax.tree.leaves(carry)]

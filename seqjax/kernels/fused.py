@@ -35,6 +35,12 @@ Choices measured with ``scripts/bench.py`` on a 2-core CPU:
   arithmetic is one expression over ``[B, 4h]``. The derivatives come from the stored
   activations (:math:`\sigma' = \sigma(1 - \sigma)`, :math:`\tanh' = 1 - \tanh^2`).
 
+Padded batches and packed segments run here too: a step past its sequence's length keeps
+the carry and outputs zeros, and its cotangents pass the carry's through untouched (its
+gate and input gradients are exact zeros, whatever the padding holds, NaN included); a
+reset restarts the carry from a given one, whose cotangent collects those of the restarted
+steps.
+
 Shapes: ``t`` steps, ``B`` flattened batch, ``d`` inputs, ``h`` hidden units, ``k`` gate
 pre-activations (``4h``, ``3h``, ``h``).
 """
@@ -242,18 +248,29 @@ def _scan_prefetch(f, carry, xs, *, reverse, unroll):
     return carry, ys
 
 
-def _run(spec, reverse, unroll, params, xs, carry0, save):
-    w_i, w_h, b, b_h = params
+def _where(mask: Array, on_true: Any, on_false: Any) -> Any:
+    """``jnp.where`` over carry pytrees with leaves ``[B, n]`` and a mask ``[B]``."""
+    return jax.tree.map(lambda x, y: jnp.where(mask[:, None], x, y), on_true, on_false)
 
-    def step(carry, x):
+
+def _run(spec, reverse, unroll, params, xs, carry0, masks, save):
+    w_i, w_h, b, b_h = params
+    valid, resets, restart = masks
+
+    def step(carry, inp):
+        x, valid, reset = inp
         # The step's own input projection: its [B, k] result stays in cache for the gate
         # arithmetic (measured faster on CPU than reading a hoisted [t, B, k] projection).
         u = x @ w_i
         u = u if b is None else u + b
-        carry, h, res = spec.forward(w_h, b_h, carry, u)
-        return carry, ((h, res) if save else h)
+        start = carry if reset is None else _where(reset, restart, carry)
+        new, h, res = spec.forward(w_h, b_h, start, u)
+        if valid is not None:  # past a sequence's length: carry kept, output zero
+            new = _where(valid, new, carry)
+            h = jnp.where(valid[:, None], h, 0.0)
+        return new, ((h, res) if save else h)
 
-    return jax.lax.scan(step, carry0, xs, reverse=reverse, unroll=unroll)
+    return jax.lax.scan(step, carry0, (xs, valid, resets), reverse=reverse, unroll=unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
@@ -265,6 +282,7 @@ def fused_scan(
     params: tuple[Array, Array, Array | None, Array | None],
     xs: Array,
     carry0: Any,
+    masks: tuple[Array | None, Array | None, Any] = (None, None, None),
 ) -> tuple[Any, Array]:
     """Runs ``spec``'s cell over ``xs: [t, B, d]``; returns ``(carry, hs: [t, B, h])``.
 
@@ -276,62 +294,97 @@ def fused_scan(
       params: ``(w_i: [d, k], w_h: [h, k], b: [k] or None, b_h: [m] or None)``.
       xs: time-major inputs.
       carry0: the initial carry, leaves ``[B, h]``.
+      masks: ``(valid, resets, restart)``: ``valid`` and ``resets`` are ``[t, B]`` booleans
+        or ``None``. Where ``valid`` is false (past a sequence's length) a step keeps the
+        carry and outputs zeros; where ``resets`` is true the carry restarts from
+        ``restart`` (a carry like ``carry0``; the sequence's initial carry, also when
+        ``carry0`` is that of a remat chunk) before the step. The sequence engine's
+        semantics: see :func:`seqjax.recurrent`.
     """
     del block  # the backward pass's
-    return _run(spec, reverse, unroll, params, xs, carry0, save=False)
+    return _run(spec, reverse, unroll, params, xs, carry0, masks, save=False)
 
 
-def _fused_fwd(spec, reverse, unroll, block, params, xs, carry0):
+def _fused_fwd(spec, reverse, unroll, block, params, xs, carry0, masks=(None, None, None)):
     del block
-    carry, (hs, res) = _run(spec, reverse, unroll, params, xs, carry0, save=True)
-    h0 = carry0[0] if isinstance(carry0, tuple) else carry0
-    return (carry, hs), (params, xs, h0, hs, res)
+    carry, (hs, res) = _run(spec, reverse, unroll, params, xs, carry0, masks, save=True)
+    return (carry, hs), (params, xs, _h(carry0), hs, res, masks)
+
+
+def _h(carry: Any) -> Array:
+    """The output part ``h`` of a carry (an LSTM's ``(h, c)``, the others' ``h``)."""
+    return carry[0] if isinstance(carry, tuple) else carry
 
 
 def _fused_bwd(spec, reverse, unroll, block, saved, cts):
-    (w_i, w_h, b, b_h), xs, h0, hs, res = saved
+    (w_i, w_h, b, b_h), xs, h0, hs, res, masks = saved
+    valid_all, _, restart = masks
     dcarry, dhs = cts
     t = xs.shape[0]
     # W_h^T materialised once: XLA would fold a plain transpose into the per-step dot, and
     # that transposed-operand dot measured 15-30% slower on CPU.
     w_h_t = jax.lax.optimization_barrier(w_h.T)
+    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
 
-    def h_prev_at(idx):
-        """``h`` before step ``idx``: ``hs[idx -/+ 1]``, or ``h0`` for the first step run."""
+    def h_prev_at(idx, reset):
+        """``h`` the step ``idx`` started from: the output of the step run before it, or
+        ``h0`` for the first step run and after steps past the length; after a reset,
+        ``restart``'s."""
         j = idx + 1 if reverse else idx - 1
-        valid = (j >= 0) & (j < t)
-        return jnp.where(valid, jax.lax.dynamic_index_in_dim(hs, j, keepdims=False), h0)
+        jc = jnp.clip(j, 0, t - 1)
+        ok = jnp.broadcast_to((j >= 0) & (j < t), h0.shape[:1])
+        if valid_all is not None:
+            ok = ok & jax.lax.dynamic_index_in_dim(valid_all, jc, keepdims=False)
+        h_prev = jnp.where(ok[:, None], jax.lax.dynamic_index_in_dim(hs, jc, keepdims=False), h0)
+        return h_prev if reset is None else jnp.where(reset[:, None], _h(restart), h_prev)
 
     def steps(acc, blk):
-        dcarry, dw_i, dw_h, db, db_h = acc
-        idx, x_blk, dh_blk, h_blk, res_blk = blk
+        (dcarry, dcarry0), dw_i, dw_h, db, db_h = acc
+        idx, x_blk, dh_blk, h_blk, res_blk, valid_blk, reset_blk = blk
 
-        def step(dcarry, inp):
-            i, dh, h, r = inp
-            h_prev = h_prev_at(i)
-            dcarry, d_u, d_rec = spec.backward(w_h_t, dcarry, dh, r, h_prev, h)
-            return dcarry, (d_u, d_rec, h_prev)
+        def step(c, inp):
+            dcarry, dcarry0 = c
+            i, dh, h, r, valid, reset = inp
+            h_prev = h_prev_at(i, reset)
+            if valid is None:
+                dcell = dcarry
+            else:  # a step past the length passes the carry's cotangent through
+                dcell = _where(valid, dcarry, zeros(dcarry))
+                dh = jnp.where(valid[:, None], dh, 0.0)
+            dstart, d_u, d_rec = spec.backward(w_h_t, dcell, dh, r, h_prev, h)
+            if valid is not None:  # exact zeros even where padding made a residual inf
+                d_u = jnp.where(valid[:, None], d_u, 0.0)
+                d_rec = None if d_rec is None else jnp.where(valid[:, None], d_rec, 0.0)
+                dstart = _where(valid, dstart, zeros(dstart))
+            if reset is not None:  # a restarted step's carry came from restart
+                dcarry0 = jax.tree.map(jnp.add, dcarry0, _where(reset, dstart, zeros(dstart)))
+                dstart = _where(reset, zeros(dstart), dstart)
+            dprev = dstart if valid is None else _where(valid, dstart, dcarry)
+            return (dprev, dcarry0), (d_u, d_rec, h_prev)
 
         scan = jax.lax.scan if spec.static_steps else _scan_prefetch
-        dcarry, (d_u, d_rec, h_prev) = scan(
+        (dcarry, dcarry0), (d_u, d_rec, h_prev) = scan(
             step,
-            dcarry,
-            (idx, dh_blk, h_blk, res_blk),
+            (dcarry, dcarry0),
+            (idx, dh_blk, h_blk, res_blk, valid_blk, reset_blk),
             reverse=not reverse,
             unroll=True if spec.static_steps else unroll,
         )
         d_rec = d_u if d_rec is None else d_rec
+        if valid_blk is not None:  # padding (even NaN) adds nothing to the weight gradient
+            x_blk = jnp.where(valid_blk[..., None], x_blk, 0.0)
         dw_i = dw_i + _contract(x_blk, d_u)
         dw_h = dw_h + _contract(h_prev, d_rec)
         if db is not None:
             db = db + jnp.sum(d_u, axis=(0, 1))
         if db_h is not None:
             db_h = db_h + jnp.sum(d_rec[..., -db_h.shape[0] :], axis=(0, 1))
-        return (dcarry, dw_i, dw_h, db, db_h), _dot_t(d_u, w_i)
+        return ((dcarry, dcarry0), dw_i, dw_h, db, db_h), _dot_t(d_u, w_i)
 
-    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
-    acc = (dcarry, zeros(w_i), zeros(w_h), zeros(b), zeros(b_h))
-    inputs = (jnp.arange(t, dtype=jnp.int32), xs, dhs, hs, res)
+    # With resets, the cotangents of restart from restarted steps add up along the way.
+    dcarry0 = None if restart is None else zeros(dcarry)
+    acc = ((dcarry, dcarry0), zeros(w_i), zeros(w_h), zeros(b), zeros(b_h))
+    inputs = (jnp.arange(t, dtype=jnp.int32), xs, dhs, hs, res, *masks[:2])
     main = jax.tree.map(lambda a: _split_time(a, block)[0], inputs)
     rem = jax.tree.map(lambda a: _split_time(a, block)[1], inputs)
     has_rem = t % block != 0
@@ -342,12 +395,12 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
             acc, dxs["main"] = jax.lax.scan(steps, acc, main, reverse=not reverse)
         else:
             acc, dxs["rem"] = steps(acc, rem)
-    dcarry0, dw_i, dw_h, db, db_h = acc
+    (dcarry, drestart), dw_i, dw_h, db, db_h = acc
     if "main" not in dxs:
         dx = dxs["rem"]
     else:
         dx = _join_time(dxs["main"], dxs.get("rem"))
-    return (dw_i, dw_h, db, db_h), dx, dcarry0
+    return (dw_i, dw_h, db, db_h), dx, dcarry, (None, None, drestart)
 
 
 fused_scan.defvjp(_fused_fwd, _fused_bwd)
