@@ -339,11 +339,11 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
         return h_prev if reset is None else jnp.where(reset[:, None], _h(restart), h_prev)
 
     def steps(acc, blk):
-        (dcarry, dcarry0), dw_i, dw_h, db, db_h = acc
+        (dcarry, drestart), dw_i, dw_h, db, db_h = acc
         idx, x_blk, dh_blk, h_blk, res_blk, valid_blk, reset_blk = blk
 
         def step(c, inp):
-            dcarry, dcarry0 = c
+            dcarry, drestart = c
             i, dh, h, r, valid, reset = inp
             h_prev = h_prev_at(i, reset)
             if valid is None:
@@ -357,15 +357,15 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
                 d_rec = None if d_rec is None else jnp.where(valid[:, None], d_rec, 0.0)
                 dstart = _where(valid, dstart, zeros(dstart))
             if reset is not None:  # a restarted step's carry came from restart
-                dcarry0 = jax.tree.map(jnp.add, dcarry0, _where(reset, dstart, zeros(dstart)))
+                drestart = jax.tree.map(jnp.add, drestart, _where(reset, dstart, zeros(dstart)))
                 dstart = _where(reset, zeros(dstart), dstart)
             dprev = dstart if valid is None else _where(valid, dstart, dcarry)
-            return (dprev, dcarry0), (d_u, d_rec, h_prev)
+            return (dprev, drestart), (d_u, d_rec, h_prev)
 
         scan = jax.lax.scan if spec.static_steps else _scan_prefetch
-        (dcarry, dcarry0), (d_u, d_rec, h_prev) = scan(
+        (dcarry, drestart), (d_u, d_rec, h_prev) = scan(
             step,
-            (dcarry, dcarry0),
+            (dcarry, drestart),
             (idx, dh_blk, h_blk, res_blk, valid_blk, reset_blk),
             reverse=not reverse,
             unroll=True if spec.static_steps else unroll,
@@ -379,11 +379,11 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
             db = db + jnp.sum(d_u, axis=(0, 1))
         if db_h is not None:
             db_h = db_h + jnp.sum(d_rec[..., -db_h.shape[0] :], axis=(0, 1))
-        return ((dcarry, dcarry0), dw_i, dw_h, db, db_h), _dot_t(d_u, w_i)
+        return ((dcarry, drestart), dw_i, dw_h, db, db_h), _dot_t(d_u, w_i)
 
     # With resets, the cotangents of restart from restarted steps add up along the way.
-    dcarry0 = None if restart is None else zeros(dcarry)
-    acc = ((dcarry, dcarry0), zeros(w_i), zeros(w_h), zeros(b), zeros(b_h))
+    drestart = None if restart is None else zeros(dcarry)
+    acc = ((dcarry, drestart), zeros(w_i), zeros(w_h), zeros(b), zeros(b_h))
     inputs = (jnp.arange(t, dtype=jnp.int32), xs, dhs, hs, res, *masks[:2])
     main = jax.tree.map(lambda a: _split_time(a, block)[0], inputs)
     rem = jax.tree.map(lambda a: _split_time(a, block)[1], inputs)
