@@ -8,6 +8,14 @@ timed in interleaved rounds, so that a change of machine load hits them alike; e
 is the median of ``--repeats`` runs after warm-up, and ratios are peer time / seqjax time.
 The first call of each (compilation included) is reported separately.
 
+``--lengths`` adds, for each cell and shape, the train step and forward pass on a
+right-padded batch ("train, padded", "forward, padded") whose lengths are drawn uniformly
+from ``[t/2, t]`` with a fixed seed, the same for the three: seqjax
+``layer.apply(params, xs, lengths=lengths)``, torch ``pack_padded_sequence(...,
+enforce_sorted=False)`` -> model -> ``pad_packed_sequence(..., total_length=t)``, Flax
+``nn.RNN`` with ``seq_lengths=lengths``. Flax leaves the outputs past a length unspecified,
+so all three multiply their outputs by the mask ``steps < lengths`` (loss and forward alike).
+
 "Cores used" is the median over the timed runs of process CPU time (``time.process_time``:
 user + system, all threads) divided by wall time, measured around each call only: 1.0 means
 one core busy for the whole call, the machine's core count is the ceiling. It counts busy
@@ -28,7 +36,7 @@ with and without ``remat``, from the compiled executable's memory analysis (no r
 
 Usage::
 
-    python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--profile]
+    python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--profile] [--lengths]
 
 Needs only jax, flax, torch and numpy. On a machine with CUDA, torch runs on the GPU
 (cuDNN) and jax on its default backend.
@@ -65,6 +73,7 @@ MEMORY_VARIANTS = (  # (label, remat, fast paths off)
     ("sqrt", "sqrt", False),
     ("64", 64, False),
 )
+LENGTHS_SEED = 1  # --lengths: the padded batch's lengths, the same for all implementations
 PROFILE_CALLS = 5  # traced calls per profiled case (and untraced runs timed)
 QUICK_PROFILE_CALLS = 2
 # XLA CPU profiler events that are not ops: markers and containers of other ops.
@@ -97,7 +106,20 @@ def _kernels_disabled():
     return disabled
 
 
-def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool):
+def padded_lengths(shape, seed: int = LENGTHS_SEED) -> np.ndarray:
+    """``int32[batch]`` lengths drawn uniformly from ``[t/2, t]`` (both ends included)."""
+    b, t = shape[:2]
+    return np.random.default_rng(seed).integers(t // 2, t, size=b, endpoint=True).astype(np.int32)
+
+
+def _masked(ys, lengths):
+    """Outputs times the mask ``steps < lengths``: zero past each length (for Flax, where the
+    outputs there are unspecified; in all three, so that the work compared is the same)."""
+    return ys * (jnp.arange(ys.shape[1]) < lengths[:, None])[..., None]
+
+
+def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool, lengths=None):
+    """Train step and forward pass; with ``lengths``, on the right-padded batch (masked)."""
     import seqjax
 
     disabled = _kernels_disabled()
@@ -107,17 +129,20 @@ def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool):
     params = layer.init(jax.random.key(0), d)
     xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
 
-    def forward(p, x):
+    def forward(p, x, *lens):
         with disabled(plain):
-            return layer.apply(p, x)[1]
+            if not lens:
+                return layer.apply(p, x)[1]
+            return _masked(layer.apply(p, x, lengths=lens[0])[1], lens[0])
 
-    def loss(p, x):
-        return forward(p, x).sum()
+    def loss(p, x, *lens):
+        return forward(p, x, *lens).sum()
 
-    return _jax_pair(forward, loss, params, xs)
+    return _jax_pair(forward, loss, params, xs, lengths)
 
 
-def _flax_fns(cell: str, shape):
+def _flax_fns(cell: str, shape, lengths=None):
+    """Flax's train step and forward pass; with ``lengths``, ``seq_lengths=`` (masked)."""
     import flax.linen as nn
 
     b, t, d, h = shape
@@ -126,26 +151,36 @@ def _flax_fns(cell: str, shape):
     xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
     variables = model.init(jax.random.key(0), xs)
 
-    def forward(v, x):
-        return model.apply(v, x)
+    def forward(v, x, *lens):
+        if not lens:
+            return model.apply(v, x)
+        return _masked(model.apply(v, x, seq_lengths=lens[0]), lens[0])
 
-    def loss(v, x):
-        return forward(v, x).sum()
+    def loss(v, x, *lens):
+        return forward(v, x, *lens).sum()
 
-    return _jax_pair(forward, loss, variables, xs)
+    return _jax_pair(forward, loss, variables, xs, lengths)
 
 
-def _jax_pair(forward, loss, params, xs):
+def _jax_pair(forward, loss, params, xs, lengths=None):
+    """Jitted train step (gradients for params and inputs) and forward pass, ready to time.
+
+    ``lengths`` (when given) is passed as an argument, as data, not baked in as a constant.
+    """
     fwd = jax.jit(forward)
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    extra = () if lengths is None else (jnp.asarray(lengths, jnp.int32),)
     return (
-        lambda: jax.block_until_ready(grad(params, xs)),
-        lambda: jax.block_until_ready(fwd(params, xs)),
+        lambda: jax.block_until_ready(grad(params, xs, *extra)),
+        lambda: jax.block_until_ready(fwd(params, xs, *extra)),
     )
 
 
-def _torch_fns(cell: str, shape, device: str):
+def _torch_fns(cell: str, shape, device: str, lengths=None):
+    """torch's train step and forward pass; with ``lengths``, through ``pack_padded_sequence``
+    and ``pad_packed_sequence`` (outputs masked, as in the JAX implementations)."""
     import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     b, t, d, h = shape
     make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
@@ -153,17 +188,26 @@ def _torch_fns(cell: str, shape, device: str):
     model = make(d, h, batch_first=True).to(device)
     xs = torch.randn(b, t, d, device=device, requires_grad=True)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if lengths is not None:
+        lengths_cpu = torch.as_tensor(np.asarray(lengths), dtype=torch.int64)  # on the CPU
+        mask = (torch.arange(t)[None, :] < lengths_cpu[:, None]).to(device)[..., None]
+
+    def run(x):
+        if lengths is None:
+            return model(x)[0]
+        packed = pack_padded_sequence(x, lengths_cpu, batch_first=True, enforce_sorted=False)
+        ys, _ = pad_packed_sequence(model(packed)[0], batch_first=True, total_length=t)
+        return ys * mask
 
     def train():
         model.zero_grad(set_to_none=True)
         xs.grad = None
-        ys, _ = model(xs)
-        ys.sum().backward()
+        run(xs).sum().backward()
         sync()
 
     def forward():
         with torch.inference_mode():
-            model(xs)
+            run(xs)
         sync()
 
     return train, forward
@@ -208,32 +252,47 @@ def _bench_case(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) ->
 
 
 def run_speed(args, shapes, torch_device: str) -> list[dict]:
+    """Speed rows per cell and shape: train and forward, then (``--lengths``) the same on a
+    right-padded batch, modes ``"train, padded"`` and ``"forward, padded"``."""
     rows = []
     for cell in args.cells:
         for shape in shapes:
-            fns = {"seqjax": _seqjax_fns(cell, shape, unroll=args.unroll, plain=False)}
-            if args.plain:
-                fns["seqjax-plain"] = _seqjax_fns(cell, shape, unroll=args.unroll, plain=True)
-            if "torch" in args.peers:
-                fns["torch"] = _torch_fns(cell, shape, torch_device)
-            if "flax" in args.peers:
-                fns["flax"] = _flax_fns(cell, shape)
-            for i, mode in enumerate(("train", "forward")):
-                res = _bench_case({k: v[i] for k, v in fns.items()}, args.repeats, args.warmup)
-                ours = res["seqjax"]["median_ms"]
-                ratios = {k: v["median_ms"] / ours for k, v in res.items() if k != "seqjax"}
-                peers = [ratios[p] for p in args.peers]
-                rows.append(
-                    {
-                        "cell": cell,
-                        "shape": dict(zip(("batch", "time", "input", "hidden"), shape)),
-                        "mode": mode,
-                        "times": res,
-                        "ratios": ratios,  # peer median / seqjax median
-                        "best_peer_ratio": min(peers) if peers else None,
-                    }
-                )
-                print(f"  {_row_text(rows[-1], args.peers, args.plain)}", file=sys.stderr)
+            for padded in (False, True) if args.lengths else (False,):
+                lengths = padded_lengths(shape) if padded else None
+                rows += _speed_rows(args, cell, shape, torch_device, lengths)
+    return rows
+
+
+def _speed_rows(args, cell: str, shape, torch_device: str, lengths) -> list[dict]:
+    start = time.perf_counter()
+    kw = {"unroll": args.unroll, "lengths": lengths}
+    fns = {"seqjax": _seqjax_fns(cell, shape, plain=False, **kw)}
+    if args.plain:
+        fns["seqjax-plain"] = _seqjax_fns(cell, shape, plain=True, **kw)
+    if "torch" in args.peers:
+        fns["torch"] = _torch_fns(cell, shape, torch_device, lengths)
+    if "flax" in args.peers:
+        fns["flax"] = _flax_fns(cell, shape, lengths)
+    rows = []
+    for i, mode in enumerate(("train", "forward")):
+        res = _bench_case({k: v[i] for k, v in fns.items()}, args.repeats, args.warmup)
+        ours = res["seqjax"]["median_ms"]
+        ratios = {k: v["median_ms"] / ours for k, v in res.items() if k != "seqjax"}
+        peers = [ratios[p] for p in args.peers]
+        rows.append(
+            {
+                "cell": cell,
+                "shape": dict(zip(("batch", "time", "input", "hidden"), shape)),
+                "mode": mode if lengths is None else f"{mode}, padded",
+                "lengths": None if lengths is None else [int(n) for n in lengths],
+                "times": res,
+                "ratios": ratios,  # peer median / seqjax median
+                "best_peer_ratio": min(peers) if peers else None,
+            }
+        )
+        print(f"  {_row_text(rows[-1], args.peers, args.plain)}", file=sys.stderr)
+    for row in rows:  # wall time of the case: setup, compilation, both modes' rounds
+        row["case_s"] = time.perf_counter() - start
     return rows
 
 
@@ -491,6 +550,24 @@ def markdown(result: dict) -> str:
     lines = [f"Machine: {result['machine']['summary']}", ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [_row_text(r, peers, plain) for r in result["speed"]]
+    padded = [r for r in result["speed"] if r.get("lengths") is not None]
+    if padded:
+        seconds = sum(r["case_s"] for r in padded if r["mode"].startswith("train"))
+        lines += [
+            "",
+            "padded: right-padded batch, lengths uniform in [t/2, t] (seed "
+            f"{result['config']['lengths_seed']}, the same for all), outputs times the mask "
+            "steps < lengths; seqjax lengths=, torch pack_padded_sequence / pad_packed_sequence, "
+            f"Flax nn.RNN seq_lengths=. These rows took {seconds:.0f} s of the run; mean length: "
+            + ", ".join(
+                dict.fromkeys(
+                    f"t={r['shape']['time']} (batch {r['shape']['batch']}): "
+                    f"{statistics.mean(r['lengths']):.1f}"
+                    for r in padded
+                )
+            )
+            + ".",
+        ]
     if result.get("memory"):
         mem = result["memory"]
         m0 = mem[0]
@@ -570,6 +647,11 @@ def parse_args(argv=None):
     p.add_argument("--shapes", default=None, help="e.g. 64x128x128x256,16x512x64x128")
     p.add_argument("--unroll", type=int, default=1, help="seqjax recurrent(..., unroll=)")
     p.add_argument("--plain", action="store_true", help="also time seqjax without kernels")
+    p.add_argument(
+        "--lengths",
+        action="store_true",
+        help="also time train and forward on right-padded batches (lengths uniform in [t/2, t])",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the long-sequence section")
     p.add_argument(
         "--memory-run", action="store_true", help="also run the longest remat train step once"
@@ -616,6 +698,8 @@ def main(argv=None) -> dict:
             "unroll": args.unroll,
             "peers": args.peers,
             "plain": args.plain,
+            "lengths": args.lengths,
+            "lengths_seed": LENGTHS_SEED if args.lengths else None,
             "torch_threads": args.torch_threads or os.cpu_count(),
             "dtype": "float32",
             "layout": "batch-major [batch, time, features]",

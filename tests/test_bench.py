@@ -103,3 +103,33 @@ def test_quick_profile(bench, tmp_path):
         assert prof["wall_ms"] > 0 and prof["per_step_us"] > 0 and prof["top_ops"]
         assert row["torch_top_ops"]
     assert "Where the seqjax time goes" in bench.markdown(result)
+
+
+def test_padded_lengths(bench):
+    lengths = bench.padded_lengths((64, 128, 128, 256))
+    assert lengths.shape == (64,) and lengths.dtype.kind == "i"
+    assert lengths.min() >= 64 and lengths.max() <= 128 and len(set(lengths)) > 1
+    assert (lengths == bench.padded_lengths((64, 128, 128, 256))).all()  # fixed seed
+
+
+def test_quick_lengths(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--cells", "lstm", "--lengths", "--no-memory", "--out", str(out)]
+    result = bench.main(argv)
+    saved = json.loads(out.read_text())
+    assert saved["config"]["lengths"] is True
+    rows = saved["speed"]
+    assert [r["mode"] for r in rows] == ["train", "forward", "train, padded", "forward, padded"]
+    assert rows[0]["lengths"] is None and rows[1]["lengths"] is None
+    (b, t, _, _) = bench.QUICK_SHAPES[0]
+    for row in rows[2:]:
+        assert row["lengths"] == [int(n) for n in bench.padded_lengths(bench.QUICK_SHAPES[0])]
+        assert len(row["lengths"]) == b and all(t // 2 <= n <= t for n in row["lengths"])
+        assert set(row["times"]) == {"seqjax", "torch", "flax"}
+        for times in row["times"].values():
+            assert times["median_ms"] > 0 and times["first_call_ms"] > 0
+        assert row["case_s"] > 0
+    text = bench.markdown(result)
+    assert "| lstm | 4/16/8/16 | train, padded |" in text
+    assert "| lstm | 4/16/8/16 | forward, padded |" in text
+    assert "lengths uniform in [t/2, t]" in text
