@@ -270,6 +270,11 @@ def _recurrent_apply(
         # Right to left, a segment starts at the step just before the next segment's first.
         resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
     xs_t = xs if time_major else jnp.moveaxis(xs, -2, 0)  # [t, *b, d]
+    if lengths is not None:
+        # Padding is zeroed once, so that whatever it holds (NaN included) reaches no output
+        # and adds exact zeros to every gradient, on every path.
+        valid = jnp.arange(t).reshape((t,) + (1,) * lengths.ndim) < lengths
+        xs_t = jnp.where(valid[..., None], xs_t, jnp.zeros((), xs_t.dtype))
     run = _parallel_scan if parallel else _sequential_scan
     carry, ys_t = run(
         cell, params, xs_t, carry0, lengths, resets, reverse=reverse, unroll=unroll, remat=remat
@@ -313,7 +318,7 @@ def _sequential_scan(
         body = jax.checkpoint(body)
     steps = jnp.arange(t + pad, dtype=jnp.int32)
 
-    def fused(xs, carry, steps, resets):
+    def fused_or_none(xs, carry, steps, resets):
         """The fused recurrence with a hand-written VJP, or None where none applies."""
         valid = None if lengths is None else steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
         return kernels.sequential_scan(
@@ -330,7 +335,7 @@ def _sequential_scan(
 
     if chunk is None:
         if remat is None:
-            fast = fused(xs, carry0, steps, resets)
+            fast = fused_or_none(xs, carry0, steps, resets)
             if fast is not None:
                 return fast
         us = cell.project(params, xs)
@@ -343,7 +348,7 @@ def _sequential_scan(
     @jax.checkpoint
     def chunk_body(carry, inp):
         steps_c, xs_c, resets_c = inp
-        fast = fused(xs_c, carry, steps_c, resets_c)
+        fast = fused_or_none(xs_c, carry, steps_c, resets_c)
         if fast is not None:  # the fused recurrence, recomputed chunk by chunk
             return fast
         us_c = cell.project(params, xs_c)

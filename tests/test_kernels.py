@@ -137,23 +137,44 @@ def test_lengths_and_resets_equal_plain(name):
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
 def test_nan_padding_stays_out_of_the_gradients(name):
-    # Steps past a length contribute exact zeros, whatever the padding holds.
+    # Steps past a length contribute exact zeros, whatever the padding holds, on both paths.
     layer = seqjax.recurrent(CELLS[name]())
     params = layer.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (2, 20, 3))
     lengths = jnp.array([20, 7])
 
-    def grads(xs):
+    def grads(xs, plain):
         def loss(p, x):
-            carry, ys = layer.apply(p, x, lengths=lengths)
+            with kernels.disabled(plain):
+                carry, ys = layer.apply(p, x, lengths=lengths)
             return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
 
         return jax.grad(loss, argnums=(0, 1))(params, xs)
 
-    want = grads(xs.at[1, 7:].set(0.0))
-    got = grads(xs.at[1, 7:].set(jnp.nan))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(got))
-    _assert_close(got, want)
+    want = grads(xs.at[1, 7:].set(0.0), plain=True)
+    for plain in (False, True):
+        got = grads(xs.at[1, 7:].set(jnp.nan), plain)
+        assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(got))
+        _assert_close(got, want)
+
+
+def test_forward_mode_needs_the_plain_path():
+    # A custom VJP has no JVP: jax.jvp / jacfwd / hessian run under kernels.disabled().
+    layer = seqjax.recurrent(seqjax.lstm(4))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    lengths = jnp.array([5, 2])
+
+    def f(x):
+        return layer.apply(params, x, lengths=lengths)[1]
+
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(f, (xs,), (jnp.ones_like(xs),))
+    with kernels.disabled():
+        _, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
+    _, vjp = jax.vjp(f, xs)
+    # <J 1, 1> computed forward (plain) equals <1, J^T 1> computed backward (fused).
+    np.testing.assert_allclose(jnp.sum(tangent), jnp.sum(vjp(jnp.ones_like(tangent))[0]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])

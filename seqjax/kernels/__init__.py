@@ -81,8 +81,10 @@ def sequential_scan(
 
     Same contract as the plain path without ``remat``: returns ``(carry, ys: [t, *b, h])``,
     or ``None`` when no fast path applies. ``valid: [t, *b]`` (a step is within its
-    sequence's length) and ``resets: [t, *b]`` (the carry restarts from ``restart``, by
-    default ``carry0``, before the step) are booleans or ``None``.
+    sequence's length: ``steps < lengths``, a prefix of each sequence, with ``xs`` zero
+    elsewhere) and ``resets: [t, *b]`` (the carry restarts from ``restart``, by default
+    ``carry0``, before the step) are booleans or ``None``; ``restart`` applies only with
+    ``resets``.
     """
     if not enabled():
         return None

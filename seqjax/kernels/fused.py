@@ -41,9 +41,14 @@ Choices measured with ``scripts/bench.py`` on a 2-core CPU:
 
 Padded batches and packed segments run here too: a step past its sequence's length keeps
 the carry and outputs zeros, and its cotangents pass the carry's through untouched (its
-gate and input gradients are exact zeros, whatever the padding holds, NaN included); a
-reset restarts the carry from a given one, whose cotangent collects those of the restarted
-steps.
+gate and input gradients are exact zeros; the engine zeroes the padding first, so no NaN
+or inf it held gets in); a reset restarts the carry from a given one, whose cotangent
+collects those of the restarted steps. The steps within a length must come first, as
+``lengths`` makes them: the backward pass takes ``h0`` as the ``h`` before a step that
+follows steps past the length (true only right to left, where those run first).
+
+Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) does not apply to a
+:func:`jax.custom_vjp`; it needs the plain scan, under :func:`seqjax.kernels.disabled`.
 
 Shapes: ``t`` steps, ``B`` flattened batch, ``d`` inputs, ``h`` hidden units, ``k`` gate
 pre-activations (``4h``, ``3h``, ``h``).
@@ -300,10 +305,12 @@ def fused_scan(
       carry0: the initial carry, leaves ``[B, h]``.
       masks: ``(valid, resets, restart)``: ``valid`` and ``resets`` are ``[t, B]`` booleans
         or ``None``. Where ``valid`` is false (past a sequence's length) a step keeps the
-        carry and outputs zeros; where ``resets`` is true the carry restarts from
-        ``restart`` (a carry like ``carry0``; the sequence's initial carry, also when
-        ``carry0`` is that of a remat chunk) before the step. The sequence engine's
-        semantics: see :func:`seqjax.recurrent`.
+        carry and outputs zeros; ``valid`` must hold a prefix of each sequence's steps
+        (``steps < lengths``; see the module docstring), with zeros in ``xs`` elsewhere.
+        Where ``resets`` is true the carry restarts from ``restart`` (a carry like
+        ``carry0``; the sequence's initial carry, also when ``carry0`` is that of a remat
+        chunk) before the step. The sequence engine's semantics: see
+        :func:`seqjax.recurrent`.
     """
     del block  # the backward pass's
     return _run(spec, reverse, unroll, params, xs, carry0, masks, save=False)
@@ -332,8 +339,8 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
 
     def h_prev_at(idx, reset):
         """``h`` the step ``idx`` started from: the output of the step run before it, or
-        ``h0`` for the first step run and after steps past the length; after a reset,
-        ``restart``'s."""
+        ``h0`` for the first step run and after steps past the length (which, ``valid``
+        being a prefix, run only before all valid steps); after a reset, ``restart``'s."""
         j = idx + 1 if reverse else idx - 1
         jc = jnp.clip(j, 0, t - 1)
         ok = jnp.broadcast_to((j >= 0) & (j < t), h0.shape[:1])
@@ -355,11 +362,9 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
             else:  # a step past the length passes the carry's cotangent through
                 dcell = _where(valid, dcarry, zeros(dcarry))
                 dh = jnp.where(valid[:, None], dh, 0.0)
+            # Past the length the cotangents are zero, hence so are d_u, d_rec and dstart:
+            # the engine zeroes the padding, so the residuals there are finite.
             dstart, d_u, d_rec = spec.backward(w_h_t, dcell, dh, r, h_prev, h)
-            if valid is not None:  # exact zeros even where padding made a residual inf
-                d_u = jnp.where(valid[:, None], d_u, 0.0)
-                d_rec = None if d_rec is None else jnp.where(valid[:, None], d_rec, 0.0)
-                dstart = _where(valid, dstart, zeros(dstart))
             if reset is not None:  # a restarted step's carry came from restart
                 drestart = jax.tree.map(jnp.add, drestart, _where(reset, dstart, zeros(dstart)))
                 dstart = _where(reset, zeros(dstart), dstart)
@@ -375,8 +380,6 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
             unroll=True if spec.static_steps else unroll,
         )
         d_rec = d_u if d_rec is None else d_rec
-        if valid_blk is not None:  # padding (even NaN) adds nothing to the weight gradient
-            x_blk = jnp.where(valid_blk[..., None], x_blk, 0.0)
         dw_i = dw_i + _contract(x_blk, d_u)
         dw_h = dw_h + _contract(h_prev, d_rec)
         if db is not None:
