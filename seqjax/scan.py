@@ -214,6 +214,11 @@ def check_carry(
     return jax.tree.unflatten(treedef, [jnp.asarray(g, w.dtype) for g, w in zip(got, want)])
 
 
+def step_mask(steps: Array, lengths: Array) -> Array:
+    """``steps: int[t]``, ``lengths: int[*b]`` -> ``bool[t, *b]``: step within the length."""
+    return steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
+
+
 def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
     """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``."""
 
@@ -273,7 +278,7 @@ def _recurrent_apply(
     if lengths is not None:
         # Padding is zeroed once, so that whatever it holds (NaN included) reaches no output
         # and adds exact zeros to every gradient, on every path.
-        valid = jnp.arange(t).reshape((t,) + (1,) * lengths.ndim) < lengths
+        valid = step_mask(jnp.arange(t), lengths)
         xs_t = jnp.where(valid[..., None], xs_t, jnp.zeros((), xs_t.dtype))
     run = _parallel_scan if parallel else _sequential_scan
     carry, ys_t = run(
@@ -320,7 +325,7 @@ def _sequential_scan(
 
     def fused_or_none(xs, carry, steps, resets):
         """The fused recurrence with a hand-written VJP, or None where none applies."""
-        valid = None if lengths is None else steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
+        valid = None if lengths is None else step_mask(steps, lengths)
         return kernels.sequential_scan(
             cell,
             params,
@@ -383,7 +388,7 @@ def _parallel_scan(
         a = jnp.where(r, 0.0, a)
     valid = None
     if lengths is not None:
-        valid = (jnp.arange(xs.shape[0]).reshape((-1,) + (1,) * lengths.ndim) < lengths)[..., None]
+        valid = step_mask(jnp.arange(xs.shape[0]), lengths)[..., None]
         a = jnp.where(valid, a, 1.0)
         b = jnp.where(valid, b, 0.0)
 
