@@ -19,4 +19,5 @@ def get_config():
     config.model.layers = 1  # stacked layers
     config.data.length = 200  # sequence length T
     config.data.n_test = 2000  # held-out sequences
+    config.data.n_val = 1000  # validation sequences (fresh draws of another seed)
     return config

@@ -22,6 +22,7 @@ def get_config():
     config.model.attention = "bahdanau"  # bahdanau, dot, general, concat, or None
     config.model.dropout = 0.0  # dropout between layers
     config.data.n_train = 50000  # training problems
+    config.data.val_fraction = 0.05  # of the training pairs, held out for validation (seeded)
     config.data.n_test = 2000  # held-out problems, never seen in training
     config.data.max_digits = 3  # operands up to 999
     config.data.n_examples = 8  # decoded examples printed at the end

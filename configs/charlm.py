@@ -23,8 +23,10 @@ def get_config():
     config.model.dropout = 0.0  # dropout on embeddings, between layers and on outputs
     config.data.path = ""  # a UTF-8 text file; empty: the default corpus
     config.data.max_chars = 1_000_000  # characters of the default corpus
+    config.data.val_fraction = 0.05  # the text's next part validates (contiguous)
+    config.data.test_fraction = 0.05  # the text's last part tests (contiguous)
     config.data.seq_len = 128  # training window (truncated backpropagation)
-    config.data.eval_chars = 50_000  # held-out characters evaluated
+    config.data.eval_chars = 50_000  # characters of each held-out part evaluated
     config.data.max_ngram_order = 6  # the n-gram baseline's order is chosen on validation
     config.data.sample_chars = 300  # characters sampled at the end
     return config

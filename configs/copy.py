@@ -21,4 +21,5 @@ def get_config():
     config.data.delay = 100  # T: blanks between the symbols and the delimiter
     config.data.copy_length = 10  # symbols to remember
     config.data.n_test = 1000  # held-out sequences
+    config.data.n_val = 500  # validation sequences (fresh draws of another seed)
     return config

@@ -21,6 +21,7 @@ def get_config():
     config.model.attention = "bahdanau"  # bahdanau, dot, general, concat, or None
     config.model.dropout = 0.0  # dropout between layers
     config.data.n_train = 20000  # training pairs (over distinct training dates)
+    config.data.val_fraction = 0.05  # of the training pairs, held out for validation (seeded)
     config.data.n_test = 2000  # test pairs, all on dates never seen in training
     config.data.n_examples = 8  # decoded examples printed at the end
     return config

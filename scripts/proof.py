@@ -42,37 +42,9 @@ def config_for(name: str):
 
 
 def _row(name: str, s: dict) -> str:
-    ev, base, model = s["eval"], s.get("baselines", {}), s["config"]["model"]
-    cell = model["cell"]
-    size = model["hidden_size"]
-    if s["task"] in ("dates", "addition"):
-        metric = f"exact match {ev['exact_match']:.2%}"
-        baseline = "-"
-        enc = f"bi-{cell}" if model["bidirectional"] else cell
-        what = f"{enc} encoder, {cell} {size} decoder, {model['attention']} attention"
-    elif s["task"] == "adding":
-        metric = f"test MSE {ev['mse']:.2g}"
-        baseline = f"predict the mean: MSE {base['predict_the_mean_mse']:.3f}"
-        what = f"{cell} {size}"
-    elif s["task"] == "copy":
-        metric = f"test {ev['loss']:.4f} nats/step, copy accuracy {ev['copy_accuracy']:.1%}"
-        baseline = f"memoryless: {base['memoryless_nats']:.4f} nats/step"
-        what = f"{cell} {size}"
-    elif s["task"] == "charlm":
-        metric = f"test {ev['bits_per_char']:.3f} bits/char"
-        (key,) = [k for k in base if k.startswith("ngram")]
-        order = key.split("_")[1].removeprefix("order")
-        baseline = f"{order}-gram: {base[key]:.3f} bits/char"
-        what = f"{cell} {size} x {model['layers']}"
-    elif s["task"] == "forecast":
-        metric = f"test MSE {ev['mse']:.4f}, MAE {ev['mae']:.4f}"
-        baseline = (
-            f"naive: MSE {base['naive_mse']:.4f}, MAE {base['naive_mae']:.4f}; "
-            f"AR({int(base['ar_p'])}): MSE {base['ar_mse']:.4f}, MAE {base['ar_mae']:.4f}"
-        )
-        what = f"{cell} {size}"
-    else:
-        raise KeyError(s["task"])
+    from seqjax.train.tasks import task_class
+
+    what, metric, baseline = task_class(s["task"]).readme_row(s)
     return f"| {name} | {what} | {metric} | {baseline} | {s['step']} | {s['wall_time_s']:.0f} |"
 
 

@@ -25,7 +25,7 @@ from seqjax.attention import (
     luong_general,
     masked_softmax,
 )
-from seqjax.cells import Cell, LSTMState, gru, lstm, min_gru, simple_rnn
+from seqjax.cells import CELLS, Cell, LSTMState, cell_by_name, gru, lstm, min_gru, simple_rnn
 from seqjax.combinators import bidirectional, dropout, stack
 from seqjax.decoding import Decoded, beam_search, greedy, length_penalty, sample
 from seqjax.scan import Seq, recurrent, scan
@@ -33,6 +33,7 @@ from seqjax.scan import Seq, recurrent, scan
 __version__ = "0.1.0"
 
 __all__ = [
+    "CELLS",
     "Attention",
     "AttentionOutput",
     "AttentionState",
@@ -49,6 +50,7 @@ __all__ = [
     "beam_search",
     "bidirectional",
     "bind_memory",
+    "cell_by_name",
     "decoding",
     "dropout",
     "greedy",

@@ -28,8 +28,10 @@ import jax.numpy as jnp
 from seqjax.typing import Array, Carry, DTypeLike, Initializer, Params, PRNGKey, Shape
 
 __all__ = [
+    "CELLS",
     "Cell",
     "LSTMState",
+    "cell_by_name",
     "gru",
     "lstm",
     "min_gru",
@@ -496,3 +498,19 @@ def min_gru(
         return _ab(project(params, xs))
 
     return Cell(init, initial_carry, project, step, coefficients)
+
+
+CELLS: dict[str, Callable[..., Cell]] = {
+    "lstm": lstm,
+    "gru": gru,
+    "simple_rnn": simple_rnn,
+    "min_gru": min_gru,
+}
+"""Every cell constructor by its one name (configs, modules and experiments use these)."""
+
+
+def cell_by_name(name: str, hidden_size: int, **options: Any) -> Cell:
+    """The cell ``CELLS[name](hidden_size, **options)``, or a ValueError listing the names."""
+    if name not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, received {name!r}")
+    return CELLS[name](hidden_size, **options)

@@ -24,8 +24,8 @@ from seqjax.train.writers import read_metrics  # noqa: E402
 SHRINK = {
     "dates": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
     "addition": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
-    "adding": {"data.length": 20, "data.n_test": 50},
-    "copy": {"data.delay": 10, "data.n_test": 20},
+    "adding": {"data.length": 20, "data.n_test": 50, "data.n_val": 30},
+    "copy": {"data.delay": 10, "data.n_test": 20, "data.n_val": 20},
     "charlm": {
         "data.max_chars": 20_000,
         "data.seq_len": 16,
@@ -63,10 +63,11 @@ def test_every_config_trains_a_few_steps(name, tmp_path):
     assert all(np.isfinite(v) for v in summary["eval"].values())
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
-    assert [r["step"] for r in records if r["split"] == "eval"] == [2, 4]
+    assert [r["step"] for r in records if r["split"] == "val"] == [2, 4]
+    assert summary["val"]["step"] in (2, 4) and set(summary["eval"]) <= set(summary["val"])
     assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 0
     assert list((tmp_path / "tensorboard").iterdir())
-    assert Checkpoints(tmp_path, keep=2, metric="loss", mode="min").latest_step() == 4
+    assert Checkpoints(tmp_path, keep=2).latest_step() == 4
 
 
 def test_default_config_is_dates():
@@ -76,7 +77,7 @@ def test_default_config_is_dates():
 
 
 def _final_params(workdir):
-    ckpt = Checkpoints(workdir, keep=2, metric="mse", mode="min")
+    ckpt = Checkpoints(workdir, keep=2)
     step = ckpt.latest_step()
     restored = ckpt.manager.restore(step)
     ckpt.close()
@@ -118,7 +119,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     monkeypatch.setattr(tasks.AddingTask, "train_batch", poisoned)
     with pytest.raises(FloatingPointError, match=r"at step 3: .*last good checkpoint \(step 2\)"):
         train_and_evaluate(small_config("adding", num_steps=6), tmp_path)
-    ckpt = Checkpoints(tmp_path, keep=2, metric="mse", mode="min")
+    ckpt = Checkpoints(tmp_path, keep=2)
     assert ckpt.latest_step() == 2
     restored = ckpt.manager.restore(2)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored))

@@ -12,10 +12,11 @@ lives in :mod:`seqjax` and :mod:`seqjax.nn.functional`.
   sampling, and :meth:`Seq2Seq.decode` (greedy, sampling, beam search).
 """
 
+from seqjax.cells import CELLS
 from seqjax.nn import functional
 from seqjax.nn.heads import Forecaster, LanguageModel, SequenceClassifier, Tagger
 from seqjax.nn.layers import Attention, Recurrent, make_attention
-from seqjax.nn.seq2seq import CELLS, Decoder, Encoder, Seq2Seq
+from seqjax.nn.seq2seq import Decoder, Encoder, Seq2Seq
 
 __all__ = [
     "CELLS",

@@ -31,7 +31,7 @@ from flax import linen as nn
 from seqjax import decoding
 from seqjax.attention import Attention as AttentionFn
 from seqjax.attention import AttentionOutput, _output_size, attention_decoder, bind_memory
-from seqjax.cells import Cell, gru, lstm, min_gru, simple_rnn
+from seqjax.cells import Cell, cell_by_name
 from seqjax.combinators import bidirectional, stack
 from seqjax.combinators import dropout as apply_dropout
 from seqjax.nn import functional as F
@@ -39,14 +39,7 @@ from seqjax.nn.layers import Recurrent, _rng, make_attention
 from seqjax.scan import Seq, recurrent, tree_where
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
-__all__ = ["CELLS", "Decoder", "Encoder", "Seq2Seq"]
-
-CELLS: dict[str, Callable[[int], Cell]] = {
-    "lstm": lstm,
-    "gru": gru,
-    "rnn": simple_rnn,
-    "min_gru": min_gru,
-}
+__all__ = ["Decoder", "Encoder", "Seq2Seq"]
 
 
 class Encoder(nn.Module):
@@ -270,7 +263,8 @@ class Seq2Seq(nn.Module):
       tgt_vocab: target vocabulary size.
       embed_size: embedding size (source and target).
       hidden_size: hidden size of every recurrent cell (per direction in the encoder).
-      cell: ``"lstm"``, ``"gru"``, ``"rnn"`` or ``"min_gru"``.
+      cell: a name of :data:`seqjax.CELLS` (``"lstm"``, ``"gru"``, ``"simple_rnn"``,
+        ``"min_gru"``).
       encoder_layers: number of stacked encoder layers.
       bidirectional: bidirectional encoder layers (memory size ``2 * hidden_size``).
       attention: ``"general"``, ``"dot"``, ``"scaled_dot"``, ``"concat"``, ``"bahdanau"``
@@ -309,11 +303,9 @@ class Seq2Seq(nn.Module):
     def _encoder_seq(self) -> Seq:
         if self.encoder_seq is not None:
             return self.encoder_seq
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, received {self.cell!r}")
         layers = []
         for _ in range(self.encoder_layers):
-            layer = recurrent(CELLS[self.cell](self.hidden_size))
+            layer = recurrent(cell_by_name(self.cell, self.hidden_size))
             layers.append(bidirectional(layer) if self.bidirectional else layer)
         return stack(*layers, dropout=self.dropout)
 
@@ -334,7 +326,7 @@ class Seq2Seq(nn.Module):
         e = self.embed_size
         enc_carry, ys = self._encoder_shapes(enc)
         self.encoder = Encoder(self.src_vocab, e, enc, self.dropout)
-        dec_cell = self.decoder_cell or CELLS[self.cell](self.hidden_size)
+        dec_cell = self.decoder_cell or cell_by_name(self.cell, self.hidden_size)
         att = None
         if self.attention is not None:
             att = make_attention(self.attention, self.attention_units or self.hidden_size)

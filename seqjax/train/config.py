@@ -8,7 +8,7 @@ from ml_collections import ConfigDict
 def base_config() -> ConfigDict:
     """Trainer defaults; an experiment's ``get_config()`` starts here and overrides."""
     config = ConfigDict()
-    config.task = ""  # which experiment: dates, addition, adding, copy, charlm, forecast
+    config.task = ""  # the experiment: a name of seqjax.train.tasks.TASKS
     config.seed = 0  # seeds the parameters, the data order and dropout
     config.num_steps = 1000  # optimizer steps in all (also the cosine decay horizon)
     config.batch_size = 64  # global batch, split across devices
@@ -18,8 +18,9 @@ def base_config() -> ConfigDict:
     config.weight_decay = 0.0  # AdamW's decoupled weight decay
     config.grad_clip = 1.0  # clip_by_global_norm before AdamW; 0 disables
     config.log_every = 50  # steps between training-metric lines
-    config.eval_every = 500  # steps between evaluations (each also saves a checkpoint)
-    config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best one
+    config.eval_every = 500  # steps between validation evaluations (each saves a checkpoint)
+    config.patience = 0  # stop after this many evaluations without improvement; 0: never
+    config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best on validation
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
     config.model = ConfigDict()  # the experiment's model fields

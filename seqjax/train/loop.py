@@ -1,4 +1,8 @@
-"""``train_and_evaluate(config, workdir)``: one experiment from its config, end to end."""
+"""``train_and_evaluate(config, workdir, task=None)``: one experiment, end to end.
+
+Checkpoints are ranked on the validation split; at the end the best-validation checkpoint
+is restored and evaluated once on the test split.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,28 +24,9 @@ from ml_collections import ConfigDict
 from seqjax.train import plots
 from seqjax.train.checkpoints import Checkpoints
 from seqjax.train.optim import make_optimizer
+from seqjax.train.tasks.base import Task
 from seqjax.train.writers import MetricWriter, read_metrics
-from seqjax.typing import Array, Params, PRNGKey
-
-
-class Task(Protocol):
-    """What an experiment provides to the trainer (see ``seqjax.train.tasks``)."""
-
-    eval_metric: str  # the metric that ranks checkpoints and is reported
-    eval_mode: str  # "max" or "min"
-
-    def init(self, key: PRNGKey) -> Params: ...
-
-    def loss(self, params: Params, batch: dict, key: PRNGKey) -> tuple[Array, dict]:
-        """Training loss (stochastic parts fed by ``key``) and extra metrics, traced."""
-
-    def train_batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The global training batch of ``step``: a pure function of the step (exact resume)."""
-
-    def evaluate(self, params: Params) -> dict[str, float]: ...
-
-    def report(self, params: Params, workdir: pathlib.Path) -> dict[str, Any]:
-        """Plots in ``workdir/plots`` and printable extras (examples, baselines)."""
+from seqjax.typing import Array, Params
 
 
 class TrainState(NamedTuple):
@@ -84,36 +69,124 @@ def _shard_batch(batch: dict, sharding: NamedSharding, batch_size: int) -> dict:
 
 
 def _check_config(config: ConfigDict) -> None:
+    for name in ("num_steps", "eval_every", "log_every", "batch_size", "keep_checkpoints"):
+        if isinstance(config[name], bool) or not isinstance(config[name], int) or config[name] < 1:
+            raise ValueError(f"{name} must be a positive int, received {config[name]!r}")
+    if (
+        isinstance(config.patience, bool)
+        or not isinstance(config.patience, int)
+        or config.patience < 0
+    ):
+        raise ValueError(
+            f"patience must be an int >= 0 (0: no early stopping), received {config.patience!r}"
+        )
     n = jax.device_count()
     if config.batch_size % n:
         raise ValueError(
             f"batch_size must be divisible by the number of devices ({n}) for data "
             f"parallelism, received {config.batch_size}"
         )
-    for name in ("num_steps", "eval_every", "log_every"):
-        if int(config[name]) < 1:
-            raise ValueError(f"{name} must be a positive int, received {config[name]!r}")
 
 
-def train_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
-    """Trains ``config.task`` into ``workdir`` and returns the summary.
+def _check_task(task) -> None:
+    missing = [
+        name
+        for name in (
+            "eval_metric",
+            "eval_mode",
+            "init",
+            "loss",
+            "train_batch",
+            "evaluate",
+            "report",
+        )
+        if not hasattr(task, name)
+    ]
+    if missing:
+        raise TypeError(
+            f"task must follow the seqjax.train.Task protocol; {type(task).__name__} lacks "
+            f"{missing}"
+        )
+    if task.eval_mode not in ("max", "min"):
+        raise ValueError(f'task.eval_mode must be "max" or "min", received {task.eval_mode!r}')
 
-    Resumes from the latest checkpoint in ``workdir`` when there is one; batches are a pure
-    function of the step and the PRNG key is part of the state, so a resumed run takes the
-    same steps as an uninterrupted one. Writes ``metrics.jsonl``, TensorBoard events,
-    ``checkpoints/``, ``plots/`` and finally ``summary.json``.
+
+class BestTracker:
+    """The best validation evaluation so far and the evaluations since it improved.
+
+    Rebuilt on resume from the ``"val"`` records of ``metrics.jsonl``, so that early
+    stopping and the best step are the same as in an uninterrupted run.
+    """
+
+    def __init__(self, metric: str, mode: str, patience: int):
+        self.metric, self.mode, self.patience = metric, mode, patience
+        self.best_step: int | None = None
+        self.best: dict[str, float] = {}
+        self.since_best = 0
+
+    def update(self, step: int, metrics: dict[str, float]) -> bool:
+        """Records an evaluation; returns whether it is the new best."""
+        if self.metric not in metrics:
+            raise KeyError(
+                f"the task's evaluate() returned {sorted(metrics)}, without its eval_metric "
+                f"{self.metric!r}"
+            )
+        value = float(metrics[self.metric])
+        old = self.best.get(self.metric)
+        better = math.isfinite(value) and (
+            old is None or (value > old if self.mode == "max" else value < old)
+        )
+        if better:
+            self.best_step, self.best, self.since_best = step, dict(metrics), 0
+        else:
+            self.since_best += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.since_best >= self.patience
+
+
+def train_and_evaluate(
+    config: ConfigDict, workdir: str | pathlib.Path, task: Task | None = None
+) -> dict:
+    """Trains a task into ``workdir`` and returns the summary.
+
+    Every ``eval_every`` steps the task is evaluated on its validation split and a
+    checkpoint is saved; with ``config.patience > 0`` training stops after that many
+    evaluations without improvement. At the end the best-validation checkpoint is restored
+    and evaluated once on the test split. Resumes from the latest checkpoint in ``workdir``
+    when there is one; batches are a pure function of the step, the PRNG key is part of the
+    state, and the validation history is read back from ``metrics.jsonl``, so a resumed
+    run takes the same steps and picks the same checkpoint as an uninterrupted one.
+
+    Args:
+      config: the trainer's fields (:func:`seqjax.train.base_config`) and the task's.
+      workdir: where ``metrics.jsonl``, TensorBoard events, ``checkpoints/``, ``plots/``
+        and finally ``summary.json`` go.
+      task: any object that follows :class:`seqjax.train.Task`; default: the built-in
+        experiment named by ``config.task``.
+
+    Returns:
+      The summary, also written to ``workdir/summary.json``: ``"val"`` (the best
+      validation metrics and their ``"step"``), ``"eval"`` (test metrics of that
+      checkpoint), baselines and examples from the task, the last ``"step"`` trained,
+      ``"stopped_early"``, wall time, devices and the config.
 
     Raises:
       FloatingPointError: when a loss or gradient norm is not finite; the message names the
         step, and no checkpoint is written past the last good one.
     """
-    from seqjax.train.tasks import make_task
-
     start_time = time.time()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     _check_config(config)
-    task = make_task(config)
+    if task is None:
+        from seqjax.train.tasks import make_task
+
+        task = make_task(config)  # bad data fails here, before anything is written
+    _check_task(task)
+    name = getattr(task, "name", None) or config.task or type(task).__name__
+    workdir.mkdir(parents=True, exist_ok=True)
     tx = make_optimizer(config)
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -123,21 +196,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
     params = task.init(k_init)
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), k_train)
     state = jax.device_put(state, replicated)
-    ckpt = Checkpoints(
-        workdir, keep=config.keep_checkpoints, metric=task.eval_metric, mode=task.eval_mode
-    )
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
     start = int(state.step)
     writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard)
+    tracker = BestTracker(task.eval_metric, task.eval_mode, config.patience)
+    for record in read_metrics(workdir):
+        if record["split"] == "val":
+            tracker.update(record["step"], {k: v for k, v in record.items() if k != "split"})
     train_step = jax.jit(make_train_step(task, tx))
-    eval_metrics: dict[str, float] = {}
-
-    def evaluate(step: int) -> dict[str, float]:
-        metrics = task.evaluate(state.params)
-        writer.write(step, "eval", metrics)
-        ckpt.save(step, state, metrics)
-        return metrics
 
     from tqdm.auto import tqdm
 
@@ -146,13 +214,16 @@ def train_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
         initial=start,
         disable=not config.progress_bar,
         file=sys.stderr,
-        desc=config.task,
+        desc=name,
         dynamic_ncols=True,
         mininterval=1.0,
     )
     window_start, window_steps = time.time(), 0
+    stopped_early = tracker.should_stop
     try:
         for step in range(start, config.num_steps):
+            if stopped_early:
+                break
             batch = _shard_batch(
                 task.train_batch(step, config.batch_size), batch_sharding, config.batch_size
             )
@@ -179,23 +250,44 @@ def train_and_evaluate(config: ConfigDict, workdir: str | pathlib.Path) -> dict:
                 bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{logged['examples_per_s']:.0f}")
                 window_start, window_steps = time.time(), 0
             if done % config.eval_every == 0 or done == config.num_steps:
-                eval_metrics = evaluate(done)
+                val = task.evaluate(state.params, "val")
+                writer.write(done, "val", val)
+                ckpt.save(done, state)
+                best = tracker.update(done, val)
+                ckpt.prune(also_keep=[tracker.best_step])
+                stopped_early = tracker.should_stop
                 bar.write(
-                    f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in eval_metrics.items())
+                    f"step {done}: val "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
+                    + (" (best)" if best else "")
+                    + (
+                        f"; early stop after {tracker.since_best} evaluations without improvement"
+                        if stopped_early
+                        else ""
+                    )
                 )
-        if not eval_metrics:  # resumed after the last step: evaluate the restored state
-            eval_metrics = task.evaluate(state.params)
+        if tracker.best_step is None:  # no finite validation metric: use the last state
+            val = task.evaluate(state.params, "val")
+            tracker.best_step, tracker.best = int(state.step), dict(val)
+            if ckpt.latest_step() != int(state.step):
+                ckpt.save(int(state.step), state)
+        best_state = state
+        if tracker.best_step != int(state.step):
+            best_state = ckpt.restore(state, tracker.best_step)
+        test = task.evaluate(best_state.params, "test")
     finally:
         bar.close()
         writer.close()
         ckpt.close()
 
-    extras = task.report(state.params, workdir)
+    extras = task.report(best_state.params, workdir)
     plots.learning_curves(read_metrics(workdir), workdir, eval_metric=task.eval_metric)
     summary = {
-        "task": config.task,
-        "eval": eval_metrics,
+        "task": name,
+        "val": {**tracker.best, "step": tracker.best_step},
+        "eval": test,
         "step": int(state.step),
+        "stopped_early": stopped_early,
         "wall_time_s": time.time() - start_time,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,

@@ -27,15 +27,15 @@ def learning_curves(records: Sequence[dict], workdir, *, eval_metric: str) -> pa
     """Training loss and the evaluation metric against the step."""
     plt = _pyplot()
     fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-"), ("eval", "o-")):
+    for split, style in (("train", "-"), ("val", "o-")):
         rows = [r for r in records if r["split"] == split and isinstance(r.get("loss"), float)]
         if rows:
             ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], style, label=split)
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax_loss.legend()
-    rows = [r for r in records if r["split"] == "eval" and isinstance(r.get(eval_metric), float)]
+    rows = [r for r in records if r["split"] == "val" and isinstance(r.get(eval_metric), float)]
     ax_eval.plot([r["step"] for r in rows], [r[eval_metric] for r in rows], "o-")
-    ax_eval.set(xlabel="step", ylabel=eval_metric, title=f"eval {eval_metric}")
+    ax_eval.set(xlabel="step", ylabel=eval_metric, title=f"validation {eval_metric}")
     fig.tight_layout()
     path = _out(workdir, "learning_curves.png")
     fig.savefig(path, dpi=100)

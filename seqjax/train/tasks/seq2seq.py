@@ -1,0 +1,217 @@
+"""String transduction with an attention seq2seq model: the shared task of dates, addition
+and ``configs/seq2seq.py`` (source/target pairs from a TSV file).
+
+Teacher-forced cross-entropy for training; greedy decoding for exact match and the
+character error rate; BLEU (``sacrebleu``) where the targets are words.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from seqjax.train import losses, plots
+from seqjax.train.tasks.base import (
+    Accumulator,
+    check_examples,
+    check_split,
+    chunks,
+    rows,
+    take,
+)
+
+
+class Seq2SeqTask:
+    """Character seq2seq with attention: teacher-forced cross-entropy, greedy decoding.
+
+    Args:
+      config: the experiment's config (``model``: cell, embed_size, hidden_size,
+        encoder_layers, bidirectional, attention, dropout; ``data.n_examples``).
+      train, val, test: datasets from :func:`seqjax.data.vocab.encode_pairs`.
+      src_vocab, tgt_vocab: their vocabularies.
+      bleu: also report corpus BLEU of the decoded strings (for word targets).
+    """
+
+    name = "seq2seq"
+    eval_metric = "exact_match"
+    eval_mode = "max"
+
+    def __init__(self, config: ConfigDict, train, val, test, src_vocab, tgt_vocab, *, bleu=False):
+        from seqjax.nn import Seq2Seq
+
+        self.name = config.task or self.name
+        self.config = config
+        self.train, self.splits = train, {"val": val, "test": test}
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
+        self.bleu = bleu
+        check_examples(len(train["src"]), config.batch_size, f"the {self.name} task")
+        m = config.model
+        self.model = Seq2Seq(
+            src_vocab=len(src_vocab),
+            tgt_vocab=len(tgt_vocab),
+            embed_size=m.embed_size,
+            hidden_size=m.hidden_size,
+            cell=m.cell,
+            encoder_layers=m.encoder_layers,
+            bidirectional=m.bidirectional,
+            attention=m.attention,
+            dropout=m.dropout,
+            pad_id=src_vocab.PAD,
+            bos_id=tgt_vocab.BOS,
+            eos_id=tgt_vocab.EOS,
+        )
+        self.max_length = max(d["tgt"].shape[1] for d in (train, val, test))
+        self._decode = jax.jit(self._decode_fn)
+        self._eval_sums = jax.jit(self._sums_fn)
+
+    def _tgt_in(self, tgt):
+        bos = jnp.full(tgt.shape[:-1] + (1,), self.tgt_vocab.BOS, tgt.dtype)
+        return jnp.concatenate([bos, tgt[..., :-1]], axis=-1)
+
+    def init(self, key):
+        b = take(self.train, np.arange(2))
+        return self.model.init(
+            key, b["src"], b["src_lengths"], self._tgt_in(b["tgt"]), b["tgt_lengths"]
+        )
+
+    def _logits(self, params, batch, key):
+        tgt = batch["tgt"]
+        logits, _ = self.model.apply(
+            params,
+            batch["src"],
+            batch["src_lengths"],
+            self._tgt_in(tgt),
+            batch["tgt_lengths"],
+            deterministic=key is None,
+            rngs=None if key is None else {"dropout": key},
+        )
+        return logits, losses.length_mask(batch["tgt_lengths"], tgt.shape[-1])
+
+    def loss(self, params, batch, key):
+        logits, mask = self._logits(params, batch, key)
+        loss = losses.sequence_cross_entropy(logits, batch["tgt"], mask)
+        return loss, {"token_accuracy": losses.masked_accuracy(logits, batch["tgt"], mask)}
+
+    def _sums_fn(self, params, batch):
+        logits, mask = self._logits(params, batch, None)
+        tgt, tokens = batch["tgt"], mask.sum()
+        nats = losses.sequence_cross_entropy(logits, tgt, mask)
+        right = losses.masked_accuracy(logits, tgt, mask)
+        return {"loss": (nats * tokens, tokens), "token_accuracy": (right * tokens, tokens)}
+
+    def train_batch(self, step, batch_size):
+        return take(self.train, rows(len(self.train["src"]), step, batch_size, self.config.seed))
+
+    def _decode_fn(self, params, src, src_lengths):
+        out = self.model.apply(
+            params, src, src_lengths, max_length=self.max_length, method="decode"
+        )
+        return out.tokens, out.aux
+
+    def _pad(self, tgt: np.ndarray) -> np.ndarray:
+        return np.pad(tgt, ((0, 0), (0, self.max_length - tgt.shape[1])))
+
+    def predictions(self, params, data: dict) -> list[str]:
+        """Greedy decodings of every source of ``data``, as strings."""
+        out = []
+        for batch, _ in chunks(data):
+            tokens, _ = self._decode(params, batch["src"], batch["src_lengths"])
+            out += self.tgt_vocab.decode_batch(np.asarray(tokens))
+        return out
+
+    def evaluate(self, params, split):
+        from seqjax.data import character_error_rate
+
+        data = self.splits[check_split(split)]
+        acc = Accumulator()
+        for batch, n in chunks(data):
+            tokens, _ = self._decode(params, batch["src"], batch["src_lengths"])
+            same = np.all(np.asarray(tokens) == self._pad(batch["tgt"]), axis=-1)
+            acc.add("exact_match", same.sum(), n)
+            acc.add_sums(self._eval_sums(params, batch))
+        metrics = acc.means()
+        predicted = self.predictions(params, data)
+        metrics["cer"] = character_error_rate(predicted, data["tgt_text"])
+        if self.bleu:
+            import sacrebleu
+
+            metrics["bleu"] = sacrebleu.corpus_bleu(predicted, [data["tgt_text"]]).score
+        return metrics
+
+    def baselines(self) -> dict[str, float]:
+        return {}
+
+    def report(self, params, workdir: pathlib.Path) -> dict[str, Any]:
+        test = self.splits["test"]
+        k = min(self.config.data.n_examples, len(test["src"]))
+        sample = take(test, np.arange(k))
+        tokens, weights = self._decode(params, sample["src"], sample["src_lengths"])
+        tokens, weights = np.asarray(tokens), None if weights is None else np.asarray(weights)
+        lines = []
+        for i in range(k):
+            src, truth = test["src_text"][i], test["tgt_text"][i]
+            pred = self.tgt_vocab.decode(tokens[i])
+            mark = "ok" if pred == truth else f"WRONG, want {truth!r}"
+            lines.append(f"{src!r} -> {pred!r} ({mark})")
+            if weights is not None and i < 3:
+                shown = list(pred) + ["<eos>"]
+                plots.attention_map(weights[i], list(src), shown, workdir, f"attention_{i}.png")
+        return {"examples": lines, "baselines": self.baselines()}
+
+    @staticmethod
+    def readme_row(s: dict) -> tuple[str, str, str]:
+        m, ev = s["config"]["model"], s["eval"]
+        enc = f"bi-{m['cell']}" if m["bidirectional"] else m["cell"]
+        what = f"{enc} encoder, {m['cell']} {m['hidden_size']} decoder, {m['attention']} attention"
+        metric = f"exact match {ev['exact_match']:.2%}, CER {ev['cer']:.4f}"
+        if "bleu" in ev:
+            metric += f", BLEU {ev['bleu']:.1f}"
+        base = s.get("baselines", {})
+        baseline = (
+            f"nearest training source: exact match {base['nearest_exact_match']:.2%}, "
+            f"CER {base['nearest_cer']:.4f}"
+            if "nearest_exact_match" in base
+            else "-"
+        )
+        return what, metric, baseline
+
+
+def split_train(train: dict, fraction: float, seed: int) -> tuple[dict, dict]:
+    """``(train, val)``: a seeded random ``fraction`` of the training pairs held out."""
+    from seqjax.data import random_split
+
+    kept, held = random_split(len(train["src"]), fraction, seed)
+    return take(train, kept), take(train, held)
+
+
+class DatesTask(Seq2SeqTask):
+    """Human-written dates in many formats to ISO dates, tested on unseen calendar dates."""
+
+    name = "dates"
+
+    def __init__(self, config):
+        from seqjax.data import make_dates
+
+        d = config.data
+        train, test, src, tgt = make_dates(d.n_train, d.n_test, seed=config.seed)
+        super().__init__(config, *split_train(train, d.val_fraction, config.seed), test, src, tgt)
+
+
+class AdditionTask(Seq2SeqTask):
+    """``"123+45"`` to ``"168"`` (the task of Flax's seq2seq example), unseen problems."""
+
+    name = "addition"
+
+    def __init__(self, config):
+        from seqjax.data import make_addition
+
+        d = config.data
+        train, test, src, tgt = make_addition(
+            d.n_train, d.n_test, max_digits=d.max_digits, seed=config.seed
+        )
+        super().__init__(config, *split_train(train, d.val_fraction, config.seed), test, src, tgt)
