@@ -171,3 +171,91 @@ def test_cli_runs_with_overrides(tmp_path):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
     assert "eval mse" in out.stdout and "baseline predict_the_mean_mse" in out.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["step"] == 2
+
+
+class ScriptedTask:
+    """Linear regression whose validation score follows a script, one value per evaluation,
+    and whose test metric reads the parameters (so the restored checkpoint is visible)."""
+
+    name = "scripted"
+    eval_metric = "score"
+    eval_mode = "min"
+
+    def __init__(self, script):
+        self.script, self.calls = list(script), 0
+
+    def init(self, key):
+        return {"w": jax.numpy.zeros(3)}
+
+    def loss(self, params, batch, key):
+        return jax.numpy.mean((batch["x"] @ params["w"] - batch["y"]) ** 2), {}
+
+    def train_batch(self, step, batch_size):
+        x = np.random.default_rng(step).normal(size=(batch_size, 3)).astype(np.float32)
+        return {"x": x, "y": x @ np.array([1.0, 2.0, 3.0], np.float32)}
+
+    def evaluate(self, params, split):
+        if split == "val":
+            self.calls += 1
+            return {"score": self.script[self.calls - 1]}
+        return {"w_sum": float(np.sum(params["w"]))}
+
+    def report(self, params, workdir):
+        return {"baselines": {"zero": 1.0}}
+
+
+def _trainer_config(**overrides):
+    from seqjax.train import base_config
+
+    config = base_config()
+    config.update(num_steps=8, eval_every=2, log_every=2, batch_size=4, progress_bar=False)
+    config.update(tensorboard=False, warmup_steps=1, learning_rate=0.1, **overrides)
+    return config
+
+
+def _w_at(workdir, step):
+    ckpt = Checkpoints(workdir, keep=2)
+    restored = ckpt.manager.restore(step)
+    ckpt.close()
+    return float(np.sum(restored["params"]["w"]))
+
+
+def test_the_best_validation_checkpoint_is_the_one_tested(tmp_path):
+    summary = train_and_evaluate(_trainer_config(), tmp_path, task=ScriptedTask([3, 1, 2, 5]))
+    assert summary["task"] == "scripted" and summary["step"] == 8
+    assert summary["val"] == {"score": 1, "step": 4} and not summary["stopped_early"]
+    assert summary["eval"]["w_sum"] == pytest.approx(_w_at(tmp_path, 4), abs=0)
+    assert summary["eval"]["w_sum"] != pytest.approx(_w_at(tmp_path, 8))
+    assert summary["baselines"] == {"zero": 1.0}
+    # Retention: the two latest, and the best even though it is older.
+    assert Checkpoints(tmp_path, keep=2).all_steps() == [4, 6, 8]
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path):
+    config = _trainer_config(patience=2, num_steps=20)
+    summary = train_and_evaluate(config, tmp_path, task=ScriptedTask([3, 1, 2, 1, 0]))
+    assert summary["stopped_early"] and summary["step"] == 8  # evaluations at 6 and 8 were worse
+    assert summary["val"]["step"] == 4
+    assert [r["step"] for r in read_metrics(tmp_path) if r["split"] == "val"] == [2, 4, 6, 8]
+
+
+def test_resume_rebuilds_early_stopping_and_retention_from_disk(tmp_path):
+    script = [3, 1, 2, 1.5, 0.5, 4, 4, 4, 4, 4]
+    config = _trainer_config(patience=3, num_steps=20)
+    straight = train_and_evaluate(config, tmp_path / "a", task=ScriptedTask(script))
+    work = tmp_path / "b"
+    killed = ScriptedTask(script)
+    killed.train_batch = lambda step, n: (
+        (_ for _ in ()).throw(RuntimeError("killed"))
+        if (step == 9)
+        else ScriptedTask.train_batch(killed, step, n)
+    )
+    with pytest.raises(RuntimeError, match="killed"):
+        train_and_evaluate(config, work, task=killed)
+    assert Checkpoints(work, keep=2).all_steps() == [4, 6, 8]
+    resumed = train_and_evaluate(config, work, task=ScriptedTask(script[4:]))
+    assert straight["stopped_early"] and resumed["stopped_early"]
+    assert straight["step"] == resumed["step"] == 16
+    assert straight["val"] == resumed["val"] == {"score": 0.5, "step": 10}
+    assert straight["eval"] == resumed["eval"]
+    assert Checkpoints(work, keep=2).all_steps() == [10, 14, 16]

@@ -75,3 +75,30 @@ def forecast(truth: np.ndarray, curves: dict[str, np.ndarray], workdir, name="fo
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def confusion_matrix(
+    counts: np.ndarray, labels: Sequence[str], workdir, name="confusion_matrix.png"
+) -> pathlib.Path:
+    """``counts: [true class, predicted class]`` as a heat map with the counts written in,
+    rows normalised to fractions of each true class for the colours."""
+    plt = _pyplot()
+    counts = np.asarray(counts)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * k + 2.5), max(3.5, 0.45 * k + 2)))
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                color = "white" if fractions[i, j] > 0.5 else "black"
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(k), [str(c) for c in labels], rotation=90 if k > 10 else 0)
+    ax.set_yticks(range(k), [str(c) for c in labels])
+    ax.set(xlabel="predicted", ylabel="true", title="test confusion matrix")
+    fig.tight_layout()
+    path = _out(workdir, name)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -13,9 +13,11 @@ from ml_collections import ConfigDict
 from seqjax.train.tasks.adding import AddingTask
 from seqjax.train.tasks.base import Accumulator, Task
 from seqjax.train.tasks.charlm import CharLMTask
+from seqjax.train.tasks.classify import ClassifyTask
 from seqjax.train.tasks.copy import CopyTask
 from seqjax.train.tasks.forecast import ForecastTask
-from seqjax.train.tasks.seq2seq import AdditionTask, DatesTask, Seq2SeqTask
+from seqjax.train.tasks.seq2seq import AdditionTask, DatesTask, Seq2SeqTask, TransductionTask
+from seqjax.train.tasks.tag import TagTask
 
 TASKS: dict[str, type] = {
     "dates": DatesTask,
@@ -24,6 +26,9 @@ TASKS: dict[str, type] = {
     "copy": CopyTask,
     "charlm": CharLMTask,
     "forecast": ForecastTask,
+    "classify": ClassifyTask,
+    "tag": TagTask,
+    "seq2seq": TransductionTask,
 }
 
 
@@ -45,11 +50,14 @@ __all__ = [
     "AddingTask",
     "AdditionTask",
     "CharLMTask",
+    "ClassifyTask",
     "CopyTask",
     "DatesTask",
     "ForecastTask",
     "Seq2SeqTask",
+    "TagTask",
     "Task",
+    "TransductionTask",
     "make_task",
     "task_class",
 ]

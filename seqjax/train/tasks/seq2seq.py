@@ -34,14 +34,17 @@ class Seq2SeqTask:
         encoder_layers, bidirectional, attention, dropout; ``data.n_examples``).
       train, val, test: datasets from :func:`seqjax.data.vocab.encode_pairs`.
       src_vocab, tgt_vocab: their vocabularies.
-      bleu: also report corpus BLEU of the decoded strings (for word targets).
+      bleu: also report corpus BLEU (``sacrebleu``) of the decoded strings.
+      words: the units are whitespace-separated words, not characters (attention maps).
     """
 
     name = "seq2seq"
     eval_metric = "exact_match"
     eval_mode = "max"
 
-    def __init__(self, config: ConfigDict, train, val, test, src_vocab, tgt_vocab, *, bleu=False):
+    def __init__(
+        self, config: ConfigDict, train, val, test, src_vocab, tgt_vocab, *, bleu=False, words=False
+    ):
         from seqjax.nn import Seq2Seq
 
         self.name = config.task or self.name
@@ -49,6 +52,7 @@ class Seq2SeqTask:
         self.train, self.splits = train, {"val": val, "test": test}
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.bleu = bleu
+        self.words = words
         check_examples(len(train["src"]), config.batch_size, f"the {self.name} task")
         m = config.model
         self.model = Seq2Seq(
@@ -153,14 +157,15 @@ class Seq2SeqTask:
         tokens, weights = self._decode(params, sample["src"], sample["src_lengths"])
         tokens, weights = np.asarray(tokens), None if weights is None else np.asarray(weights)
         lines = []
+        units = str.split if self.words else list
         for i in range(k):
             src, truth = test["src_text"][i], test["tgt_text"][i]
             pred = self.tgt_vocab.decode(tokens[i])
             mark = "ok" if pred == truth else f"WRONG, want {truth!r}"
             lines.append(f"{src!r} -> {pred!r} ({mark})")
             if weights is not None and i < 3:
-                shown = list(pred) + ["<eos>"]
-                plots.attention_map(weights[i], list(src), shown, workdir, f"attention_{i}.png")
+                shown = units(pred) + ["<eos>"]
+                plots.attention_map(weights[i], units(src), shown, workdir, f"attention_{i}.png")
         return {"examples": lines, "baselines": self.baselines()}
 
     @staticmethod
@@ -215,3 +220,82 @@ class AdditionTask(Seq2SeqTask):
             d.n_train, d.n_test, max_digits=d.max_digits, seed=config.seed
         )
         super().__init__(config, *split_train(train, d.val_fraction, config.seed), test, src, tgt)
+
+
+class TransductionTask(Seq2SeqTask):
+    """``configs/seq2seq.py``: pairs from ``data.path`` (TSV), the test part from
+    ``data.test_path`` or a seeded ``data.test_fraction`` of the pairs; the validation part
+    a seeded ``data.val_fraction`` of the rest. ``data.tokens``: ``"chars"`` or
+    ``"words"``. Vocabularies come from the training part only (unseen units are UNK).
+    The baseline answers each test source with the target of the nearest training source
+    (edit distance), on the same split.
+    """
+
+    name = "seq2seq"
+
+    def __init__(self, config):
+        from seqjax.data import CharVocab, load_pairs, random_split
+        from seqjax.data.pairs import WordVocab
+        from seqjax.data.vocab import encode_pairs
+
+        d = config.data
+        if d.tokens not in ("chars", "words"):
+            raise ValueError(f'data.tokens must be "chars" or "words", received {d.tokens!r}')
+        if not d.path:
+            raise ValueError("the seq2seq task needs --config.data.path=FILE.tsv")
+        src, tgt = load_pairs(d.path)
+        if d.test_path:
+            test_src, test_tgt = load_pairs(d.test_path)
+        else:
+            kept, held = random_split(len(src), d.test_fraction, config.seed)
+            test_src, test_tgt = [src[i] for i in held], [tgt[i] for i in held]
+            src, tgt = [src[i] for i in kept], [tgt[i] for i in kept]
+        kept, held = random_split(len(src), d.val_fraction, config.seed + 1)
+        parts = {
+            "train": ([src[i] for i in kept], [tgt[i] for i in kept]),
+            "val": ([src[i] for i in held], [tgt[i] for i in held]),
+            "test": (test_src, test_tgt),
+        }
+        for name, (s, _) in parts.items():
+            if not s:
+                raise ValueError(
+                    f"the {name} part of {d.path} is empty ({len(src)} pairs; data.val_fraction "
+                    f"= {d.val_fraction}, data.test_fraction = {d.test_fraction})"
+                )
+        make = WordVocab.from_texts if d.tokens == "words" else lambda t: CharVocab("".join(t))
+        src_vocab, tgt_vocab = make(parts["train"][0]), make(parts["train"][1])
+        data = {}
+        for name, (s, t) in parts.items():
+            widths = (
+                max(len(src_vocab.encode(x)) for x in s),
+                max(len(tgt_vocab.encode(x)) for x in t) + 1,
+            )
+            data[name] = encode_pairs(s, t, src_vocab, tgt_vocab, widths)
+        self._nearest_inputs = parts["train"]
+        super().__init__(
+            config,
+            data["train"],
+            data["val"],
+            data["test"],
+            src_vocab,
+            tgt_vocab,
+            bleu=d.tokens == "words" or d.bleu,
+            words=d.tokens == "words",
+        )
+
+    def baselines(self):
+        from seqjax.data import character_error_rate, nearest_neighbour_targets
+
+        test = self.splits["test"]
+        train_src, train_tgt = self._nearest_inputs
+        guess = nearest_neighbour_targets(train_src, train_tgt, test["src_text"])
+        right = np.mean([g == t for g, t in zip(guess, test["tgt_text"])])
+        out = {
+            "nearest_exact_match": float(right),
+            "nearest_cer": character_error_rate(guess, test["tgt_text"]),
+        }
+        if self.bleu:
+            import sacrebleu
+
+            out["nearest_bleu"] = sacrebleu.corpus_bleu(guess, [test["tgt_text"]]).score
+        return out
