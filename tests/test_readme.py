@@ -12,6 +12,17 @@ def _python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+def test_readme_custom_task_trains(tmp_path, monkeypatch):
+    (block,) = [b for b in _python_blocks() if "train_and_evaluate(" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    summary = namespace["summary"]
+    assert summary["task"] == "sign_of_sum" and summary["step"] == 300
+    assert summary["val"]["accuracy"] > 0.85 and summary["eval"]["accuracy"] > 0.85
+    assert (tmp_path / "runs" / "sign_of_sum" / "summary.json").exists()
+
+
 def test_readme_tour_runs():
     blocks = _python_blocks()
     assert len(blocks) >= 3
