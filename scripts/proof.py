@@ -19,7 +19,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# run name -> (config module, overrides)
+# run name -> (config module, overrides); "{data}" is the folder of the files below.
 EXPERIMENTS = {
     "dates": ("dates", {}),
     "addition": ("addition", {}),
@@ -28,15 +28,42 @@ EXPERIMENTS = {
     "copy_lstm": ("copy", {}),
     "charlm": ("charlm", {}),
     "forecast": ("forecast", {}),
+    "classify_digits": ("classify", {"data.path": "{data}/digits.npz"}),
+    "tag_entities": ("tag", {"data.path": "{data}/entities.conll"}),
+    "seq2seq_numbers": ("seq2seq", {"data.path": "{data}/numbers.tsv", "data.bleu": True}),
+    "forecast_load": (
+        "forecast",
+        {
+            "data.path": "{data}/load.csv",
+            "data.column": "load",
+            "data.columns": ["temperature"],
+            "data.horizon": 6,
+            "data.test_size": 500.0,
+            "data.season": 24,
+        },
+    ),
 }
+
+
+def write_data(folder: pathlib.Path) -> None:
+    """The files the user-data experiments read, written as a user would give them: from
+    the project's deterministic generators and scikit-learn's bundled digits."""
+    from seqjax.data import generated
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generated.write_digits_npz(folder / "digits.npz")
+    generated.write_conll(folder / "entities.conll", generated.make_entity_sentences(4000, 0))
+    generated.write_tsv(folder / "numbers.tsv", generated.make_number_words(20000, 0))
+    generated.write_csv(folder / "load.csv", generated.make_multivariate_series(6000, 0))
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def config_for(name: str):
+def config_for(name: str, data: pathlib.Path):
     module, overrides = EXPERIMENTS[name]
     config = importlib.import_module(f"configs.{module}").get_config()
-    config.update_from_flattened_dict(overrides)
+    fill = lambda v: v.format(data=data) if isinstance(v, str) else v  # noqa: E731
+    config.update_from_flattened_dict({k: fill(v) for k, v in overrides.items()})
     config.progress_bar = False
     return config
 
@@ -99,6 +126,8 @@ def main() -> None:
     if not args.table_only:
         from seqjax.train import print_summary, train_and_evaluate
 
+        data = workdir / "data"
+        write_data(data)
         for name in args.only or EXPERIMENTS:
             run_dir = workdir / name
             if run_dir.exists():  # a fresh run each time: no resume from older configs
@@ -106,7 +135,7 @@ def main() -> None:
 
                 shutil.rmtree(run_dir)
             print(f"== {name}", flush=True)
-            print_summary(train_and_evaluate(config_for(name), run_dir))
+            print_summary(train_and_evaluate(config_for(name, data), run_dir))
     print(write_table(workdir))
 
 

@@ -68,6 +68,9 @@ def test_every_config_trains_a_few_steps(name, tmp_path):
     assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 0
     assert list((tmp_path / "tensorboard").iterdir())
     assert Checkpoints(tmp_path, keep=2).latest_step() == 4
+    from seqjax.train.tasks import task_class
+
+    assert all(task_class(name).readme_row(summary))
 
 
 def test_default_config_is_dates():
