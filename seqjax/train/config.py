@@ -21,6 +21,7 @@ def base_config() -> ConfigDict:
     config.eval_every = 500  # steps between validation evaluations (each saves a checkpoint)
     config.patience = 0  # stop after this many evaluations without improvement; 0: never
     config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best on validation
+    config.resume = "auto"  # auto, strict (no fallback past a bad checkpoint) or fresh (start over)
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
     config.model = ConfigDict()  # the experiment's model fields

@@ -81,11 +81,50 @@ def _check_config(config: ConfigDict) -> None:
             f"patience must be an int >= 0 (0: no early stopping), received {config.patience!r}"
         )
     n = jax.device_count()
+    if config.resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, received {config.resume!r}")
     if config.batch_size % n:
         raise ValueError(
             f"batch_size must be divisible by the number of devices ({n}) for data "
             f"parallelism, received {config.batch_size}"
         )
+
+
+RESUME_MODES = ("auto", "strict", "fresh")
+RUN_FILES = (
+    "checkpoints",
+    "checkpoints.json",
+    "metrics.jsonl",
+    "tensorboard",
+    "plots",
+    "summary.json",
+)
+
+
+def _discard_run(workdir: pathlib.Path) -> None:
+    """Removes what a run writes into ``workdir`` (``--config.resume=fresh``)."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _finished_summary(workdir: pathlib.Path, step: int, num_steps: int) -> dict | None:
+    """The summary of a run that already ended at checkpoint ``step``, else ``None``."""
+    path = workdir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError:
+        return None
+    if summary.get("step") == step and (step >= num_steps or summary.get("stopped_early")):
+        return summary
+    return None
 
 
 def _check_task(task) -> None:
@@ -196,11 +235,32 @@ def train_and_evaluate(
     params = task.init(k_init)
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), k_train)
     state = jax.device_put(state, replicated)
+    if config.resume == "fresh":
+        _discard_run(workdir)
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
-    if ckpt.latest_step() is not None:
-        state = ckpt.restore(state)
+    try:
+        restored = ckpt.restore_intact(state, strict=config.resume == "strict")
+    except BaseException:
+        ckpt.close()
+        raise
+    earlier_wall_time = 0.0
+    if restored is not None:
+        state, step = restored
+        earlier_wall_time = ckpt.record(step).get("wall_time_s", 0.0)
+        finished = _finished_summary(workdir, step, config.num_steps)
+        if finished is not None:
+            ckpt.close()
+            print(
+                f"seqjax: the run in {workdir} already finished at step {step} (summary.json); "
+                "not training again. Pass --config.resume=fresh to start over.",
+                file=sys.stderr,
+            )
+            return finished
     start = int(state.step)
     writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard)
+    if restored is not None:
+        after = ckpt.record(start).get("tensorboard_step", 0)
+        writer.rewrite_tensorboard(read_metrics(workdir), after=after)
     tracker = BestTracker(task.eval_metric, task.eval_mode, config.patience)
     for record in read_metrics(workdir):
         if record["split"] == "val":
@@ -252,7 +312,9 @@ def train_and_evaluate(
             if done % config.eval_every == 0 or done == config.num_steps:
                 val = task.evaluate(state.params, "val")
                 writer.write(done, "val", val)
-                ckpt.save(done, state)
+                writer.flush()
+                wall = earlier_wall_time + time.time() - start_time
+                ckpt.save(done, state, val=val, wall_time_s=wall, tensorboard_step=done)
                 best = tracker.update(done, val)
                 ckpt.prune(also_keep=[tracker.best_step])
                 stopped_early = tracker.should_stop
@@ -270,7 +332,8 @@ def train_and_evaluate(
             val = task.evaluate(state.params, "val")
             tracker.best_step, tracker.best = int(state.step), dict(val)
             if ckpt.latest_step() != int(state.step):
-                ckpt.save(int(state.step), state)
+                wall = earlier_wall_time + time.time() - start_time
+                ckpt.save(int(state.step), state, val=val, wall_time_s=wall)
         best_state = state
         if tracker.best_step != int(state.step):
             best_state = ckpt.restore(state, tracker.best_step)
@@ -288,7 +351,7 @@ def train_and_evaluate(
         "eval": test,
         "step": int(state.step),
         "stopped_early": stopped_early,
-        "wall_time_s": time.time() - start_time,
+        "wall_time_s": earlier_wall_time + time.time() - start_time,
         "devices": jax.device_count(),
         "platform": jax.devices()[0].platform,
         **extras,

@@ -40,6 +40,24 @@ class MetricWriter:
             for name, value in metrics.items():
                 self._tb.add_scalar(f"{split}/{name}", float(value), int(step))
 
+    def flush(self) -> None:
+        """Makes every point written so far durable (called with each checkpoint)."""
+        self._file.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def rewrite_tensorboard(self, records, after: int) -> None:
+        """Writes the TensorBoard points of ``records`` past step ``after`` again (those a
+        killed process may not have flushed)."""
+        if self._tb is None:
+            return
+        for r in records:
+            if r["step"] > after:
+                for name, value in r.items():
+                    if name not in ("step", "split"):
+                        self._tb.add_scalar(f"{r['split']}/{name}", float(value), int(r["step"]))
+        self._tb.flush()
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
