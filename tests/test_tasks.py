@@ -244,3 +244,32 @@ def test_forecast_test_tail_longer_than_the_series_fails_first(tmp_path):
     with pytest.raises(ValueError, match="test"):
         train_and_evaluate(config("forecast", **overrides), tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_charlm_trains_on_a_short_text_and_refuses_a_too_short_one(tmp_path):
+    text = tmp_path / "short.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 20)  # 900 characters
+    overrides = {"data.path": str(text), "data.max_ngram_order": 2, "data.sample_chars": 10}
+    s = train_and_evaluate(config("charlm", **overrides, **{"data.seq_len": 16}), tmp_path / "w")
+    assert np.isfinite(s["eval"]["bits_per_char"]) and np.isfinite(s["val"]["bits_per_char"])
+    with pytest.raises(ValueError, match="seq_len = 1000 needs at least 1001"):
+        train_and_evaluate(config("charlm", **overrides, **{"data.seq_len": 1000}), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_forecast_on_a_series_too_short_for_its_ar_order_fails_before_training(tmp_path):
+    overrides = {
+        "data.path": str(write_series(tmp_path / "s.csv", n=120)),
+        "data.column": "load",
+        "data.window": 48,
+        "data.ar_order": 48,
+    }
+    with pytest.raises(ValueError, match="p = 48|AR|windows"):
+        train_and_evaluate(config("forecast", **overrides), tmp_path / "w")
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("field", ["batch_size", "num_steps", "eval_every", "keep_checkpoints"])
+def test_non_positive_trainer_fields_are_named(tmp_path, field):
+    with pytest.raises(ValueError, match=f"{field} must be a positive int, received 0"):
+        train_and_evaluate(config("adding", **{field: 0}), tmp_path / "w")

@@ -40,6 +40,13 @@ class CharLMTask:
                 "text or lower --config.data.seq_len)"
             )
         self.texts = {"val": valid[: d.eval_chars], "test": test[: d.eval_chars]}
+        for name, part in self.texts.items():
+            if len(part) < 2:
+                raise ValueError(
+                    f"the {name} part of {where} holds {len(part)} characters of {len(text)}; "
+                    "it needs at least 2 (give a longer text or raise data.val_fraction / "
+                    "data.test_fraction)"
+                )
         self.vocab = CharVocab.from_text(self.train_text)
         self.train_ids = self.vocab.encode_array(self.train_text)
         self.model = LanguageModel(
