@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "simple_rnn")  # names of seqjax.CELLS
 IMPLS = ("seqjax", "torch", "flax")
 SHAPES = ((64, 128, 128, 256), (16, 512, 64, 128))  # (batch, time, input, hidden)
 QUICK_SHAPES = ((4, 16, 8, 16),)
@@ -124,7 +124,7 @@ def _seqjax_fns(cell: str, shape, *, unroll: int, plain: bool, lengths=None):
 
     disabled = _kernels_disabled()
     b, t, d, h = shape
-    make = {"lstm": seqjax.lstm, "gru": seqjax.gru, "rnn": seqjax.simple_rnn}[cell]
+    make = seqjax.CELLS[cell]
     layer = seqjax.recurrent(make(h), unroll=unroll)
     params = layer.init(jax.random.key(0), d)
     xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
@@ -146,7 +146,7 @@ def _flax_fns(cell: str, shape, lengths=None):
     import flax.linen as nn
 
     b, t, d, h = shape
-    make = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "rnn": nn.SimpleCell}[cell]
+    make = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell, "simple_rnn": nn.SimpleCell}[cell]
     model = nn.RNN(make(features=h))
     xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
     variables = model.init(jax.random.key(0), xs)
@@ -183,7 +183,7 @@ def _torch_fns(cell: str, shape, device: str, lengths=None):
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     b, t, d, h = shape
-    make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    make = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}[cell]
     torch.manual_seed(0)
     model = make(d, h, batch_first=True).to(device)
     xs = torch.randn(b, t, d, device=device, requires_grad=True)

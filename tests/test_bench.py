@@ -84,15 +84,15 @@ def test_parse_args_defaults(bench):
 
 def test_quick_profile(bench, tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--quick", "--cells", "rnn", "--profile", "--no-memory", "--out", str(out)]
+    argv = ["--quick", "--cells", "simple_rnn", "--profile", "--no-memory", "--out", str(out)]
     result = bench.main(argv)
     saved = json.loads(out.read_text())
     for row in saved["speed"]:
         for t in row["times"].values():
             assert isinstance(t["cores_used"], float) and t["cores_used"] > 0
     assert [(p["cell"], p["mode"]) for p in saved["profile"]] == [
-        ("rnn", "train"),
-        ("rnn", "forward"),
+        ("simple_rnn", "train"),
+        ("simple_rnn", "forward"),
     ]
     for row in saved["profile"]:
         prof = row["seqjax"]
