@@ -452,9 +452,10 @@ def test_ar_least_squares_recovers_an_ar_process():
 
 def test_load_csv_series(tmp_path):
     path = tmp_path / "s.csv"
-    path.write_text("date,value,other\n2020-01-01,1.5,x\n2020-01-02,2.5,y\n\n2020-01-03,-3,z\n")
+    path.write_text("date,value,other\n2020-01-01,1.5,x\n2020-01-02,2.5,y\n2020-01-03,-3,z\n\n")
     np.testing.assert_array_equal(data.load_csv_series(path, "value"), [1.5, 2.5, -3.0])
     np.testing.assert_array_equal(data.load_csv_series(path, 1), [1.5, 2.5, -3.0])
+    np.testing.assert_array_equal(data.load_csv_series(path, "1"), [1.5, 2.5, -3.0])
     with pytest.raises(ValueError, match=r"'date', 'value', 'other'"):
         data.load_csv_series(path, "price")
     with pytest.raises(ValueError, match="line 2"):
@@ -462,13 +463,22 @@ def test_load_csv_series(tmp_path):
     with pytest.raises(ValueError, match="out of range"):
         data.load_csv_series(path, 5)
     bare = tmp_path / "bare.csv"
-    bare.write_text("1\n2\n\n4\n")
+    bare.write_text("1\n2\n4\n")
     np.testing.assert_array_equal(data.load_csv_series(bare, 0), [1, 2, 4])
+    np.testing.assert_array_equal(data.load_csv_series(bare, "0"), [1, 2, 4])
     with pytest.raises(ValueError, match="no header"):
         data.load_csv_series(bare, "value")
+    # A blank row inside the data is an error naming its line (trailing ones are ignored).
+    gap = tmp_path / "gap.csv"
+    gap.write_text("date,value\n2020-01-01,1.5\n\n2020-01-03,-3\n")
+    with pytest.raises(ValueError, match="line 3 .* is blank"):
+        data.load_csv_series(gap, "value")
     holes = tmp_path / "holes.csv"
     holes.write_text("v\n1\n \n2\nnan\n")
-    with pytest.raises(ValueError, match="line 5"):
+    with pytest.raises(ValueError, match="line 3"):
+        data.load_csv_series(holes, "v")
+    holes.write_text("v\n1\n2\nnan\n")
+    with pytest.raises(ValueError, match="line 4"):
         data.load_csv_series(holes, "v")
     with pytest.raises(FileNotFoundError):
         data.load_csv_series(tmp_path / "missing.csv", 0)
@@ -479,8 +489,8 @@ def test_load_csv_series(tmp_path):
 def test_prepare_series_errors():
     with pytest.raises(ValueError, match="training part"):
         data.prepare_series(np.arange(20.0), 30)
-    with pytest.raises(ValueError, match="1-D"):
-        data.prepare_series(np.zeros((5, 2)), 2)
+    with pytest.raises(ValueError, match=r"\[n, k\]"):
+        data.prepare_series(np.zeros((5, 2, 2)), 2)
 
 
 # --------------------------------------------------------------------------- batching
