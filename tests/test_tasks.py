@@ -119,7 +119,7 @@ def test_classify_from_tokens_and_from_csv(tmp_path):
 @pytest.mark.parametrize(
     "case, match",
     [
-        ("missing", "no such|not found|No such|does not exist"),
+        ("missing", "no sequence file at .*nothing.npz"),
         ("test_only_label", "test labels"),
         ("single_class", "single class"),
         ("too_few", "fewer than batch_size"),

@@ -90,6 +90,7 @@ from seqjax.data.text import (
     split_text,
 )
 from seqjax.data.vocab import CharVocab, Vocab
+from seqjax.data.words import WordVocab
 
 __all__ = [
     "ADDING_MEAN_BASELINE_MSE",
@@ -153,6 +154,7 @@ __all__ = [
     "split_text",
     "stratified_split",
     "Vocab",
+    "WordVocab",
     "write_conll",
     "write_csv",
     "write_digits_npz",

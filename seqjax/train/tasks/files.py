@@ -73,8 +73,7 @@ class Inputs:
     """
 
     def __init__(self, parts: dict):
-        from seqjax.data import FeatureScaler
-        from seqjax.data.pairs import WordVocab
+        from seqjax.data import FeatureScaler, WordVocab
 
         train = parts["train"]
         self.vocab = None

@@ -18,6 +18,7 @@ from ml_collections import ConfigDict
 from seqjax.train import losses, plots
 from seqjax.train.tasks.base import (
     Accumulator,
+    arrays,
     check_examples,
     check_split,
     chunks,
@@ -109,7 +110,8 @@ class Seq2SeqTask:
         return {"loss": (nats * tokens, tokens), "token_accuracy": (right * tokens, tokens)}
 
     def train_batch(self, step, batch_size):
-        return take(self.train, rows(len(self.train["src"]), step, batch_size, self.config.seed))
+        index = rows(len(self.train["src"]), step, batch_size, self.config.seed)
+        return take(arrays(self.train), index)
 
     def _decode_fn(self, params, src, src_lengths):
         out = self.model.apply(
@@ -234,8 +236,7 @@ class TransductionTask(Seq2SeqTask):
     name = "seq2seq"
 
     def __init__(self, config):
-        from seqjax.data import CharVocab, load_pairs, random_split
-        from seqjax.data.pairs import WordVocab
+        from seqjax.data import CharVocab, WordVocab, load_pairs, random_split
         from seqjax.data.vocab import encode_pairs
 
         d = config.data

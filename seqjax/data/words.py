@@ -1,57 +1,15 @@
-"""Source/target string pairs from a TSV file, and a word vocabulary for word tokens.
-
-Characters are the default unit of :mod:`seqjax.data.vocab`; :class:`WordVocab` gives the
-same ids, padding and decoding over whitespace-separated words instead.
-"""
+"""A word vocabulary: :mod:`seqjax.data.vocab`'s ids, padding and decoding over
+whitespace-separated words (or any given tokens) instead of characters."""
 
 from __future__ import annotations
 
-import os
-import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from seqjax.data.vocab import CharVocab
 
-__all__ = ["WordVocab", "load_pairs"]
-
-
-def load_pairs(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Reads ``source<TAB>target`` lines (UTF-8); blank lines are skipped.
-
-    Returns:
-        ``(sources, targets)``, in file order.
-
-    Raises:
-        FileNotFoundError: if there is no such file.
-        ValueError: naming the line, when it does not hold exactly one TAB, or its source
-            or target is empty; or when the file holds no pairs.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no TSV file of source/target pairs at {path}")
-    sources, targets = [], []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise ValueError(
-                    f"line {number} of {path} has {len(fields) - 1} TABs; expected "
-                    f"'source<TAB>target', found {line[:80]!r}"
-                )
-            src, tgt = (s.strip() for s in fields)
-            if not src or not tgt:
-                side = "source" if not src else "target"
-                raise ValueError(f"line {number} of {path} has an empty {side}: {line[:80]!r}")
-            sources.append(src)
-            targets.append(tgt)
-    if not sources:
-        raise ValueError(f"{path} holds no 'source<TAB>target' pairs")
-    return sources, targets
+__all__ = ["WordVocab"]
 
 
 class WordVocab(CharVocab):
