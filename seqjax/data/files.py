@@ -30,6 +30,7 @@ SEQUENCE_SUFFIXES: tuple[str, ...] = (".npz", ".csv", ".conll", ".txt", ".tsv")
 """File suffixes :func:`load_sequences` reads (CoNLL ones: ``.conll``, ``.txt``, ``.tsv``)."""
 
 _CONLL_SUFFIXES = (".conll", ".txt", ".tsv")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Sequences(NamedTuple):
@@ -296,7 +297,7 @@ def _load_long_csv(path: pathlib.Path, per_step: bool, id_column, label_column) 
         values = []
         for j in features:
             v = parse_float(row[j].strip())
-            if v is None or not math.isfinite(v) or not math.isfinite(np.float32(v)):
+            if v is None or not math.isfinite(v) or abs(v) > _FLOAT32_MAX:
                 raise ValueError(
                     f"line {line} of {path}: column {names[j]!r} holds {row[j]!r}; expected a "
                     "finite number (features are float32; fill missing values first)"
