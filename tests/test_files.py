@@ -132,6 +132,15 @@ def test_missing_file_unknown_suffix_and_broken_npz(tmp_path):
     broken.write_text("not a zip")
     with pytest.raises(ValueError, match="broken.npz is not a readable .npz"):
         load_sequences(broken)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.npz is empty"):
+        load_sequences(empty)
+    single = tmp_path / "single.npz"
+    with single.open("wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match="single array"):
+        load_sequences(single)
     conll = tmp_path / "d.conll"
     conll.write_text("a\tO\n")
     with pytest.raises(ValueError, match="per_step=True"):

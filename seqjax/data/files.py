@@ -131,10 +131,17 @@ def load_sequences(
 
 
 def _load_npz(path: pathlib.Path, per_step: bool) -> Sequences:
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty; expected an .npz archive (numpy.savez)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable .npz archive: {e}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path} holds a single array (a .npy file), not an .npz archive of named arrays; "
+            "save with numpy.savez(path, x=..., y=...)"
+        )
     with archive:
         names = sorted(archive.files)
 
