@@ -261,6 +261,18 @@ def test_pairs_round_trip_and_errors(tmp_path):
 # ---------------------------------------------------------------------------- labels
 
 
+def test_token_vocab():
+    v = data.TokenVocab.fit([["in", "Paris"], ["met", "Paris", "rare"]], min_count=1)
+    assert len(v) == 4 + 4 and v.tokens == ("Paris", "in", "met", "rare")
+    assert v.encode(["met", "Oslo"]) == [6, v.UNK]
+    ids, lengths = v.encode_batch([["in", "Paris"], ["met"]], add_eos=True)
+    assert ids.tolist() == [[5, 4, 2], [6, 2, 0]] and lengths.tolist() == [3, 2]
+    assert v.decode(ids[0]) == ["in", "Paris"] and v.decode([3]) == ["<unk>"]
+    assert data.TokenVocab.fit([["a", "a", "b"]], min_count=2).tokens == ("a",)
+    with pytest.raises(ValueError, match="max_len=1"):
+        v.encode_batch([["in", "Paris"]], max_len=1)
+
+
 def test_labels_round_trip_and_unseen_values():
     labels = Labels.fit(np.array(["dog", "cat", "dog", "emu"]))
     assert len(labels) == 3 and labels.classes.tolist() == ["cat", "dog", "emu"]

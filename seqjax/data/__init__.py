@@ -89,7 +89,7 @@ from seqjax.data.text import (
     load_text,
     split_text,
 )
-from seqjax.data.vocab import CharVocab, Vocab
+from seqjax.data.vocab import CharVocab, TokenVocab, Vocab
 
 __all__ = [
     "ADDING_MEAN_BASELINE_MSE",
@@ -150,6 +150,7 @@ __all__ = [
     "Sequences",
     "series_baselines",
     "SeriesData",
+    "TokenVocab",
     "split_text",
     "stratified_split",
     "Vocab",

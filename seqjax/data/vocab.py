@@ -1,9 +1,10 @@
-"""Character vocabularies: text to integer ids and back.
+"""Vocabularies: characters or whole tokens to integer ids and back.
 
 Ids ``0, 1, 2`` are the special tokens ``PAD``, ``BOS`` and ``EOS``; the characters follow
 in sorted (code point) order, so a vocabulary built from the same characters always gives
 the same ids. :class:`CharVocab` adds an ``UNK`` id for characters it has not seen, for
-open text such as a language-model corpus.
+open text such as a language-model corpus. :class:`TokenVocab` does the same for whole
+tokens (words of a tagging corpus, whitespace tokens of transduction pairs).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from seqjax.data._checks import check_int
 
-__all__ = ["CharVocab", "Vocab"]
+__all__ = ["CharVocab", "TokenVocab", "Vocab"]
 
 
 class Vocab:
@@ -250,3 +251,107 @@ def encode_pairs(
         "src_text": src_text,
         "tgt_text": tgt_text,
     }
+
+
+class TokenVocab:
+    """A vocabulary of whole tokens (words, tags): ``PAD=0, BOS=1, EOS=2, UNK=3``, then tokens.
+
+    The tokens follow in sorted order, so the same token set always gives the same ids.
+    Tokens not in the vocabulary encode to ``UNK`` (decoded as ``"<unk>"``): for words of
+    held-out sentences that training never saw.
+
+    Example:
+        >>> v = TokenVocab.fit([["in", "Paris"], ["met", "Paris"]])
+        >>> v.encode(["met", "Oslo"])
+        [6, 3]
+
+    Attributes:
+        tokens: the tokens, sorted; token ``tokens[i]`` has id ``i + n_special``.
+    """
+
+    PAD = 0
+    BOS = 1
+    EOS = 2
+    UNK = 3
+    SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
+    n_special = len(SPECIALS)
+
+    def __init__(self, tokens: Iterable[str]):
+        """Builds the vocabulary from tokens in any order, duplicates allowed."""
+        items = set()
+        for t in tokens:
+            if not isinstance(t, str) or not t:
+                raise TypeError(f"tokens must be non-empty strings, got {t!r}")
+            items.add(t)
+        self.tokens: tuple[str, ...] = tuple(sorted(items))
+        self._index = {t: i + self.n_special for i, t in enumerate(self.tokens)}
+
+    @classmethod
+    def fit(cls, sequences: Iterable[Sequence[str]], min_count: int = 1) -> TokenVocab:
+        """The tokens that occur at least ``min_count`` times in ``sequences``."""
+        min_count = check_int("min_count", min_count, 1)
+        counts: dict[str, int] = {}
+        for seq in sequences:
+            if isinstance(seq, str):
+                raise TypeError("sequences must be lists of tokens, got a str")
+            for t in seq:
+                counts[t] = counts.get(t, 0) + 1
+        return cls(t for t, c in counts.items() if c >= min_count)
+
+    def __len__(self) -> int:
+        return self.n_special + len(self.tokens)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.tokens == self.tokens
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.tokens))
+
+    def __repr__(self) -> str:
+        return f"TokenVocab({len(self.tokens)} tokens)"
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """One id per token, without BOS or EOS; unknown tokens give ``UNK``."""
+        if isinstance(tokens, str):
+            raise TypeError("tokens must be a list of strings, got a single str")
+        return [self._index.get(t, self.UNK) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Tokens of ``ids``: stops at the first ``EOS``, skips ``PAD`` and ``BOS``."""
+        out = []
+        for i in np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).tolist():
+            if i == self.EOS:
+                break
+            if not 0 <= i < len(self):
+                raise ValueError(f"id {i} is outside this vocabulary's range [0, {len(self)})")
+            if i == self.UNK:
+                out.append(self.SPECIALS[self.UNK])
+            elif i >= self.n_special:
+                out.append(self.tokens[i - self.n_special])
+        return out
+
+    def encode_batch(
+        self,
+        sequences: Sequence[Sequence[str]],
+        add_eos: bool = False,
+        *,
+        max_len: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encodes token sequences into one ``PAD``-padded array.
+
+        Returns:
+            ``(ids, lengths)``: ``int32 [n, width]`` and ``int32 [n]`` (EOS counted).
+
+        Raises:
+            ValueError: if a sequence is longer than ``max_len``.
+        """
+        encoded = [self.encode(s) + ([self.EOS] if add_eos else []) for s in sequences]
+        lengths = np.array([len(e) for e in encoded], dtype=np.int32)
+        longest = int(lengths.max()) if len(encoded) else 0
+        width = longest if max_len is None else check_int("max_len", max_len, 0)
+        if longest > width:
+            raise ValueError(f"a sequence has length {longest}, longer than max_len={width}")
+        ids = np.full((len(encoded), width), self.PAD, dtype=np.int32)
+        for row, e in zip(ids, encoded):
+            row[: len(e)] = e
+        return ids, lengths
