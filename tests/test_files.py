@@ -109,9 +109,9 @@ def test_npz_errors(tmp_path, arrays, per_step, match):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e40])
 def test_npz_non_finite_features_name_sequence_and_step(tmp_path, bad):
-    x = np.zeros((3, 4, 2), np.float32)
+    x = np.zeros((3, 4, 2), np.float64)
     x[2, 1, 1] = bad
     path = _npz(tmp_path, x=x, y=np.zeros(3, int))
     with pytest.raises(ValueError, match="sequence 2, step 1, feature 1"):

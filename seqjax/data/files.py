@@ -247,7 +247,8 @@ def _npz_labels(path, y: np.ndarray, n: int, t: int, per_step: bool, valid) -> n
 
 
 def _finite_features(path, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    x = data.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf, reported below
+        x = data.astype(np.float32)
     finite = np.isfinite(x).all(axis=-1) | ~valid  # [n, t]
     if not finite.all():
         i, s = np.argwhere(~finite)[0]
