@@ -30,6 +30,7 @@ SEQUENCE_SUFFIXES: tuple[str, ...] = (".npz", ".csv", ".conll", ".txt", ".tsv")
 """File suffixes :func:`load_sequences` reads (CoNLL ones: ``.conll``, ``.txt``, ``.tsv``)."""
 
 _CONLL_SUFFIXES = (".conll", ".txt", ".tsv")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Sequences(NamedTuple):
@@ -130,10 +131,17 @@ def load_sequences(
 
 
 def _load_npz(path: pathlib.Path, per_step: bool) -> Sequences:
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty; expected an .npz archive (numpy.savez)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path} is not a readable .npz archive: {e}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path} holds a single array (a .npy file), not an .npz archive of named arrays; "
+            "save with numpy.savez(path, x=..., y=...)"
+        )
     with archive:
         names = sorted(archive.files)
 
@@ -239,7 +247,8 @@ def _npz_labels(path, y: np.ndarray, n: int, t: int, per_step: bool, valid) -> n
 
 
 def _finite_features(path, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    x = data.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf, reported below
+        x = data.astype(np.float32)
     finite = np.isfinite(x).all(axis=-1) | ~valid  # [n, t]
     if not finite.all():
         i, s = np.argwhere(~finite)[0]
@@ -296,7 +305,7 @@ def _load_long_csv(path: pathlib.Path, per_step: bool, id_column, label_column) 
         values = []
         for j in features:
             v = parse_float(row[j].strip())
-            if v is None or not math.isfinite(v) or not math.isfinite(np.float32(v)):
+            if v is None or not math.isfinite(v) or abs(v) > _FLOAT32_MAX:
                 raise ValueError(
                     f"line {line} of {path}: column {names[j]!r} holds {row[j]!r}; expected a "
                     "finite number (features are float32; fill missing values first)"

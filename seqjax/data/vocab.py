@@ -1,9 +1,10 @@
-"""Character vocabularies: text to integer ids and back.
+"""Vocabularies: characters or whole tokens to integer ids and back.
 
 Ids ``0, 1, 2`` are the special tokens ``PAD``, ``BOS`` and ``EOS``; the characters follow
 in sorted (code point) order, so a vocabulary built from the same characters always gives
 the same ids. :class:`CharVocab` adds an ``UNK`` id for characters it has not seen, for
-open text such as a language-model corpus.
+open text such as a language-model corpus. :class:`seqjax.data.WordVocab` does the same for
+whole words (a tagging corpus, whitespace tokens of transduction pairs).
 """
 
 from __future__ import annotations
