@@ -33,7 +33,7 @@ SHRINK = {
         "data.max_ngram_order": 2,
         "data.sample_chars": 20,
     },
-    "forecast": {"data.window": 8, "data.ar_order": 4},
+    "forecast": {"data.window": 8, "data.ar_order": 4, "data.season": 4},
 }
 
 
