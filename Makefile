@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the public modules that `make lint` type-checks (settings in pyproject.toml)
+TYPED := seqjax/__init__.py seqjax/typing.py seqjax/cells.py seqjax/scan.py \
+	seqjax/combinators.py seqjax/attention.py seqjax/decoding.py seqjax/interop.py \
+	seqjax/nn seqjax/nnx
 
-.PHONY: venv test test-fast lint format bench train proof
+.PHONY: venv test test-fast lint format bench train proof docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +27,7 @@ test-fast: venv  ## everything but the tests marked slow
 lint: venv
 	$(VENV)/bin/ruff format --check seqjax tests scripts configs
 	$(VENV)/bin/ruff check seqjax tests scripts configs
+	$(VENV)/bin/mypy $(TYPED)
 
 format: venv
 	$(VENV)/bin/ruff format seqjax tests scripts configs
@@ -36,3 +41,6 @@ train: venv  ## the default experiment (dates) into runs/dates
 
 proof: venv  ## every experiment, then the README's results table from their summaries
 	$(PY) scripts/proof.py
+
+docs: venv  ## the documentation site into site/, strict: a warning or broken reference fails
+	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -395,7 +395,7 @@ class Forecaster(_Head):
             seq, rnn, dropout=dropout, rngs=rngs, deterministic=deterministic
         )
         out = features * (horizon or 1)
-        self._head(p.get("head"), rngs, out, lambda: output_size(seq, rnn, input_size))
+        self._head(p.get("head"), rngs, out, lambda: output_size(seq, rnn, input_size or 0))
 
     @classmethod
     def from_params(cls, seq: Seq, features: int, params: Params, **kwargs):
