@@ -1,5 +1,6 @@
 """`make docs`'s build: strict (a warning or a broken reference fails), offline, from the
-docstrings; and the reST-to-Markdown rewriting of the API reference's docstrings."""
+docstrings, with the notebooks executed into their pages (about 20 s, most of it the
+notebooks); and the reST-to-Markdown rewriting of the API reference's docstrings."""
 
 from __future__ import annotations
 
@@ -45,4 +46,8 @@ def test_docs_build_strict(tmp_path):
     nnx = (site / "api" / "nnx" / "index.html").read_text()
     assert 'id="seqjax.nnx.modules.Recurrent"' in nnx
     tour = (site / "examples" / "tour" / "index.html").read_text()
-    assert "attention_memory" in tour  # the notebook's source is included
+    assert "attention_memory" in tour  # the notebook's source, its output and its plots
+    assert "(2, 40, 8) True" in tour and tour.count("data:image/png;base64,") == 2
+    assert (
+        "max |seqjax - torch|" in (site / "examples" / "torch_finetune" / "index.html").read_text()
+    )
