@@ -361,7 +361,8 @@ def _sequential_scan(
 
     folded = (steps.reshape(-1, chunk), *jax.tree.map(pad_and_fold, (xs, resets)))
     carry, ys = jax.lax.scan(chunk_body, carry0, folded, reverse=reverse)
-    return carry, jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:t], ys)
+    # An explicit size, not -1: reshape cannot infer one for an empty batch.
+    return carry, jax.tree.map(lambda y: y.reshape((y.shape[0] * chunk,) + y.shape[2:])[:t], ys)
 
 
 def _parallel_scan(

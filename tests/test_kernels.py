@@ -281,6 +281,36 @@ def test_empty_sequence_takes_the_plain_path():
     assert ys.shape == (2, 0, 4) and carry.shape == (2, 4)
 
 
+@pytest.mark.parametrize("batch_shape", [(0,), (0, 3), (3, 0)])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"time_major": True}, {"reverse": True}, {"remat": 2}, {"unroll": 2}],
+)
+def test_empty_batch_returns_empty_outputs_and_the_initial_carry(batch_shape, options):
+    t, d = 5, 3
+    net = seqjax.stack(
+        seqjax.bidirectional(seqjax.recurrent(seqjax.lstm(4), **options)),
+        seqjax.recurrent(seqjax.gru(3), **options),
+    )
+    params = net.init(jax.random.key(0), d)
+    time_major = options.get("time_major", False)
+    xs = jnp.ones((t, *batch_shape, d) if time_major else (*batch_shape, t, d))
+    lengths = jnp.zeros(batch_shape, jnp.int32)
+    resets = jnp.zeros((t, *batch_shape) if time_major else (*batch_shape, t), bool)
+
+    def loss(p, x):
+        carry, ys = net.apply(p, x, lengths=lengths, resets=resets)
+        return jnp.sum(ys) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
+
+    for kwargs in ({}, {"lengths": lengths}, {"resets": resets}):
+        carry, ys = net.apply(params, xs, **kwargs)
+        want = _plain(net.apply, params, xs, **kwargs)
+        assert ys.shape == want[1].shape == (xs.shape[:-1] + (3,))
+        _assert_close(carry, net.initial_carry(params, batch_shape))
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, xs)
+    assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads))
+
+
 def test_shape_errors_come_from_the_plain_path():
     layer = seqjax.recurrent(seqjax.lstm(4))
     params = layer.init(jax.random.key(0), 3)

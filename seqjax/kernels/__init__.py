@@ -89,7 +89,7 @@ def sequential_scan(
     if not enabled():
         return None
     spec = kind(cell)
-    if spec is None or xs.shape[0] == 0:
+    if spec is None or xs.size == 0:  # no steps or an empty batch: the plain path's shapes
         return None
     leaves, treedef = jax.tree.flatten(carry0)
     arrays = [params["w_i"], params["w_h"], xs, *leaves]
