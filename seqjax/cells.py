@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from seqjax._util import check_params
 from seqjax.typing import Array, Carry, DTypeLike, Initializer, Params, PRNGKey, Shape
 
 __all__ = [
@@ -64,7 +66,14 @@ class Cell(NamedTuple):
     fused: str | None = None
 
     def apply(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``."""
+        """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``.
+
+        Raises ``ValueError`` when ``params`` lacks a leaf of ``init(key, d)``, has one it
+        does not make, or has one of another shape (checked at trace time).
+        """
+        shape = np.shape(x)
+        if shape:
+            check_params(self.init, params, shape[-1], inputs=("x", shape))
         return self.step(params, carry, self.project(params, x))
 
 

@@ -178,3 +178,14 @@ def test_wrong_feature_size_is_a_clear_error(cell_name):
 def test_bad_hyperparameters(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_apply_checks_params_against_init():
+    cell = seqjax.lstm(6)
+    other = seqjax.gru(6).init(jax.random.key(0), 4)
+    carry = cell.initial_carry(other, (2,))
+    with pytest.raises(ValueError, match=r"expected w_i of shape \(4, 24\), received \(4, 18\)"):
+        cell.apply(other, carry, jnp.ones((2, 4)))
+    step = jax.jit(cell.apply)
+    with pytest.raises(ValueError, match="unexpected b_hn"):
+        step(other, carry, jnp.ones((2, 4)))

@@ -314,8 +314,14 @@ def test_empty_batch_returns_empty_outputs_and_the_initial_carry(batch_shape, op
 def test_shape_errors_come_from_the_plain_path():
     layer = seqjax.recurrent(seqjax.lstm(4))
     params = layer.init(jax.random.key(0), 3)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"3 features.*received xs of shape \(2, 5, 7\)"):
         layer.apply(params, jnp.ones((2, 5, 7)))
+    # Params of another hidden size or cell: seqjax's message, not one from inside the kernel.
+    other = seqjax.lstm(8).init(jax.random.key(0), 3)
+    with pytest.raises(ValueError, match=r"expected w_h of shape \(4, 16\), received \(8, 32\)"):
+        layer.apply(other, jnp.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match="unexpected b_hn"):
+        jax.jit(layer.apply)(seqjax.gru(4).init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
 
 
 def test_sigmoid_form():
