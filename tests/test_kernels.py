@@ -158,8 +158,8 @@ def test_nan_padding_stays_out_of_the_gradients(name):
         _assert_close(got, want)
 
 
-def test_forward_mode_needs_the_plain_path():
-    # A custom VJP has no JVP: jax.jvp / jacfwd / hessian run under kernels.disabled().
+def test_forward_mode_runs_the_plain_path():
+    # A custom VJP has no JVP: under jax.jvp / jacfwd the engine traces the plain scan.
     layer = seqjax.recurrent(seqjax.lstm(4))
     params = layer.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
@@ -168,13 +168,42 @@ def test_forward_mode_needs_the_plain_path():
     def f(x):
         return layer.apply(params, x, lengths=lengths)[1]
 
-    with pytest.raises(TypeError, match="forward-mode"):
-        jax.jvp(f, (xs,), (jnp.ones_like(xs),))
-    with kernels.disabled():
-        _, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
-    _, vjp = jax.vjp(f, xs)
+    ones = jnp.ones_like(xs)
+    _, tangent = jax.jvp(f, (xs,), (ones,))
+    _, vjp = jax.vjp(f, xs)  # the fused path's hand-written VJP
     # <J 1, 1> computed forward (plain) equals <1, J^T 1> computed backward (fused).
     np.testing.assert_allclose(jnp.sum(tangent), jnp.sum(vjp(jnp.ones_like(tangent))[0]), rtol=1e-5)
+    _, jit_tangent = jax.jit(lambda x, v: jax.jvp(f, (x,), (v,)))(xs, ones)
+    _assert_close(jit_tangent, tangent)
+    jac = jax.jacfwd(lambda x: jnp.sum(f(x)))(xs)
+    _assert_close(jac, jax.grad(lambda x: jnp.sum(f(x)))(xs))
+    # jax.hessian (forward over reverse) needs no kernels.disabled() either.
+    hess = jax.hessian(lambda a: jnp.sum(jnp.tanh(f(a * xs))))(1.0)
+    with kernels.disabled():
+        want = jax.hessian(lambda a: jnp.sum(jnp.tanh(f(a * xs))))(1.0)
+    np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
+    # Reverse mode keeps the fused path.
+    assert not kernels.forward_mode()
+    assert str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(f(x))))(xs)) != str(
+        _plain(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(f(x)))), xs)
+    )
+
+
+def test_disabled_applies_to_functions_jitted_before():
+    layer = seqjax.recurrent(seqjax.gru(4))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    f = jax.jit(lambda x: jnp.sum(layer.apply(params, x)[1]))
+    f(xs)  # traced and cached on the fused path
+    with kernels.disabled():
+        assert "custom_vjp_call" not in str(jax.make_jaxpr(f)(xs))
+        # jax.jvp of a function jitted on the fused path needs the plain path's trace.
+        _, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
+    assert "custom_vjp_call" in str(jax.make_jaxpr(f)(xs))
+    np.testing.assert_allclose(tangent, jnp.sum(jax.grad(f)(xs)), rtol=1e-5)
+    # Outside disabled(), the cached fused trace cannot be differentiated forward.
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(f, (xs,), (jnp.ones_like(xs),))
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
