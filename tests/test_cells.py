@@ -189,3 +189,12 @@ def test_apply_checks_params_against_init():
     step = jax.jit(cell.apply)
     with pytest.raises(ValueError, match="unexpected b_hn"):
         step(other, carry, jnp.ones((2, 4)))
+
+
+def test_narrow_param_dtypes_initialise(cell_name):
+    # The orthogonal initialiser's QR has no bfloat16 kernel on CPU: drawn in float32.
+    cell = CELLS[cell_name](param_dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), 3)
+    assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(params))
+    carry, y = cell.apply(params, cell.initial_carry(params, (2,)), jnp.ones((2, 3), jnp.bfloat16))
+    assert y.shape == (2, OUT_SIZE.get(cell_name, 6)) and bool(jnp.all(jnp.isfinite(y)))
