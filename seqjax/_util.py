@@ -23,6 +23,17 @@ BOUND_KEYS = frozenset({"memory"})
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# JAX's errors for code that needs concrete values (a TypeError, not a shape problem).
+_UNTRACEABLE = tuple(
+    getattr(jax.errors, name)
+    for name in (
+        "ConcretizationTypeError",
+        "TracerArrayConversionError",
+        "TracerIntegerConversionError",
+    )
+    if hasattr(jax.errors, name)
+)
+
 
 def _name(path: tuple) -> str:
     """``("1", "w_h")``-style key path as ``1/w_h``, Flax's way of naming params."""
@@ -51,9 +62,7 @@ def expected_shapes(init: Callable[..., Params], input_size: int) -> dict[str, S
     except TypeError:  # not weakly referenceable: no cache
         cache = {}
     if input_size not in cache:
-        cache[input_size] = shapes(
-            jax.eval_shape(lambda k: init(k, input_size), jax.random.key(0))
-        )
+        cache[input_size] = shapes(jax.eval_shape(lambda k: init(k, input_size), jax.random.key(0)))
     return cache[input_size]
 
 
@@ -121,9 +130,11 @@ def check_params(
     rejected = None
     try:
         problems = mismatches(expected_shapes(init, input_size), got)
+    except _UNTRACEABLE:  # an init that cannot run abstractly stays unchecked
+        return
     except (ValueError, TypeError) as e:  # init rejects this input size (e.g. zero)
         problems, rejected = [], e
-    except Exception:  # an init that cannot run abstractly stays unchecked
+    except Exception:
         return
     if not problems and rejected is None:
         return

@@ -405,3 +405,16 @@ def test_sqrt_remat_prefers_a_divisor_of_t(t, want):
     from seqjax.scan import _chunk_size
 
     assert _chunk_size("sqrt", t) == want
+
+
+def test_an_init_that_needs_concrete_values_stays_unchecked():
+    # A custom cell whose init cannot run abstractly still runs (its params unchecked).
+    cell = seqjax.lstm(4)
+
+    def init(key, d):
+        int(np.asarray(jax.random.key_data(key))[0])  # needs a concrete key
+        return cell.init(key, d)
+
+    layer = seqjax.recurrent(cell._replace(init=init))
+    params = cell.init(jax.random.key(0), 3)
+    assert layer.apply(params, jnp.ones((2, 3, 3)))[1].shape == (2, 3, 4)
