@@ -591,7 +591,8 @@ def test_from_flax_mismatched_variables_are_a_clear_error():
     # Another hidden size: the leaf, the expected and the received shape.
     with pytest.raises(
         ValueError,
-        match=r"features=16 and inputs of 5 features: expected hf/bias of shape \(16,\), received \(8,\)",
+        match=r"features=16 and inputs of 5 features: "
+        r"expected hf/bias of shape \(16,\), received \(8,\)",
     ):
         from_flax(nn.LSTMCell(16), lstm_vars)
     # A cell's variables for an nn.RNN over it, and the other way round.
