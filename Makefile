@@ -1,22 +1,34 @@
-# Every target sets up .venv first when it is missing or pyproject.toml changed.
+# Every target sets up .venv first when it is missing or pyproject.toml changed. One .venv,
+# two stamps: training needs only the core and the `train` extra (no PyTorch, pytest or
+# ruff); the other targets install the `test` and `dev` extras as well.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
+STAMP := $(VENV)/.installed-all
+
 # the public modules that `make lint` type-checks (settings in pyproject.toml)
 TYPED := seqjax/__init__.py seqjax/typing.py seqjax/cells.py seqjax/scan.py \
 	seqjax/combinators.py seqjax/attention.py seqjax/decoding.py seqjax/interop.py \
 	seqjax/nn seqjax/nnx
 
-.PHONY: venv test test-fast lint format bench train proof docs
+.PHONY: venv venv-train test test-fast lint format bench train proof docs
+
+$(TRAIN_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train]'
+	touch $(TRAIN_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,test,dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(TRAIN_STAMP)
 
 venv: $(STAMP)
+
+venv-train: $(TRAIN_STAMP)
 
 test: venv  ## the whole suite, slow end-to-end tests included
 	$(PY) -m pytest -q
@@ -36,10 +48,10 @@ format: venv
 bench: venv  ## seqjax vs PyTorch and Flax: speed table on stdout, results in bench.json
 	$(PY) scripts/bench.py --out bench.json
 
-train: venv  ## the default experiment (dates) into runs/dates
+train: venv-train  ## the default experiment (dates) into runs/dates
 	$(PY) scripts/train.py --config configs/default.py --workdir runs/dates
 
-proof: venv  ## every experiment, then the README's results table from their summaries
+proof: venv-train  ## every experiment, then the README's results table from their summaries
 	$(PY) scripts/proof.py
 
 docs: venv  ## the documentation site into site/, strict: a warning or broken reference fails

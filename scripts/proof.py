@@ -56,6 +56,7 @@ def write_data(folder: pathlib.Path) -> None:
     generated.write_tsv(folder / "numbers.tsv", generated.make_number_words(20000, 0))
     generated.write_csv(folder / "load.csv", generated.make_multivariate_series(6000, 0))
 
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 

@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from seqjax._util import check_params
 from seqjax.typing import Array, Carry, DTypeLike, Initializer, Params, PRNGKey, Shape
 
 __all__ = [
@@ -66,7 +68,14 @@ class Cell(NamedTuple):
     fused: str | None = None
 
     def apply(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``."""
+        """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``.
+
+        Raises ``ValueError`` when ``params`` lacks a leaf of ``init(key, d)``, has one it
+        does not make, or has one of another shape (checked at trace time).
+        """
+        shape = np.shape(x)
+        if shape:
+            check_params(self.init, params, shape[-1], inputs=("x", shape))
         return self.step(params, carry, self.project(params, x))
 
 
@@ -147,10 +156,16 @@ def _input_projection(
     return us
 
 
+def _draw(init: Initializer, key: PRNGKey, shape: Shape, dtype) -> Array:
+    """``init(key, shape)`` drawn in at least float32, then cast to ``dtype``: the orthogonal
+    initialiser's QR has no bfloat16 or float16 kernel on CPU."""
+    return init(key, shape, _at_least_f32(dtype)).astype(dtype)
+
+
 def _blockwise(init: Initializer, key: PRNGKey, rows: int, cols: int, blocks: int, dtype) -> Array:
     """``blocks`` independent ``[rows, cols]`` draws side by side (one per gate)."""
     keys = jax.random.split(key, blocks)
-    return jnp.concatenate([init(k, (rows, cols), dtype) for k in keys], axis=-1)
+    return jnp.concatenate([_draw(init, k, (rows, cols), dtype) for k in keys], axis=-1)
 
 
 def _zeros_carry(params: Params, batch_shape: Shape, size: int) -> Array:
@@ -204,7 +219,7 @@ def simple_rnn(
         k_i, k_h, k_b = jax.random.split(key, 3)
         params = {
             "w_i": kernel_init(k_i, (d, hidden_size), param_dtype),
-            "w_h": recurrent_init(k_h, (hidden_size, hidden_size), param_dtype),
+            "w_h": _draw(recurrent_init, k_h, (hidden_size, hidden_size), param_dtype),
         }
         if use_bias:
             params["b"] = bias_init(k_b, (hidden_size,), param_dtype)
@@ -316,7 +331,7 @@ def lstm(
                 b_f = jnp.log(t).astype(param_dtype)
                 params["b"] = b.at[:h].add(-b_f).at[h : 2 * h].add(b_f)
         if proj_size is not None:
-            params["w_proj"] = recurrent_init(k_p, (h, proj_size), param_dtype)
+            params["w_proj"] = _draw(recurrent_init, k_p, (h, proj_size), param_dtype)
         if layer_norm:
             params["ln_i"] = jnp.ones((4 * h,), param_dtype)
             params["ln_h"] = jnp.ones((4 * h,), param_dtype)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import check_params
 from seqjax.scan import Seq, reversed_layer
 from seqjax.typing import Array, ArrayLike, Params, PRNGKey, Shape
 
@@ -95,6 +96,9 @@ def stack(*layers: Seq, dropout: float = 0.0) -> Seq:
         key: PRNGKey | None = None,
     ) -> tuple[tuple, Array]:
         _check_parts("stack", params, n, "params")
+        xs = jnp.asarray(xs)
+        if xs.ndim:
+            check_params(init, params, xs.shape[-1], inputs=("xs", xs.shape))
         if carry is None:
             carry = (None,) * n
         _check_parts("stack", carry, n, "carry")
@@ -161,6 +165,9 @@ def bidirectional(forward: Seq, backward: Seq | None = None, *, merge: str = "co
         key: PRNGKey | None = None,
     ) -> tuple[tuple, Array]:
         _check_parts("bidirectional", params, 2, "params")
+        xs = jnp.asarray(xs)
+        if xs.ndim:
+            check_params(init, params, xs.shape[-1], inputs=("xs", xs.shape))
         if carry is None:
             carry = (None, None)
         _check_parts("bidirectional", carry, 2, "carry")

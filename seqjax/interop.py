@@ -17,11 +17,13 @@ torch and flax are imported only when these functions are called.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax import _util
 from seqjax.cells import Cell, LSTMState, gru, lstm, simple_rnn
 from seqjax.combinators import bidirectional, stack
 from seqjax.scan import Seq, layout, recurrent
@@ -198,8 +200,9 @@ def _flip_within_lengths(ys: Array, lengths: Array | None, time_major: bool) -> 
     return jnp.take_along_axis(ys, idx[..., None], axis=axis)
 
 
-def _flax_cell(cell: Any, params: Params) -> tuple[Cell, Params, bool]:
-    """``(seqjax cell, seqjax params, is_lstm)`` for a Flax linen cell and its params."""
+def _flax_cell(cell: Any, params: Params, check: Any) -> tuple[Cell, Params, bool]:
+    """``(seqjax cell, seqjax params, is_lstm)`` for a Flax linen cell and its params;
+    ``check()`` validates the variables once the cell's options are known to be supported."""
     import flax.linen as nn
 
     name = type(cell).__name__
@@ -217,6 +220,7 @@ def _flax_cell(cell: Any, params: Params) -> tuple[Cell, Params, bool]:
 
     if isinstance(cell, (nn.LSTMCell, nn.OptimizedLSTMCell)):
         standard_activations(("gate_fn", nn.sigmoid), ("activation_fn", nn.tanh))
+        check()
         gates = "ifgo"
         out = {
             "w_i": jnp.concatenate([kernel(f"i{g}") for g in gates], axis=-1),
@@ -226,6 +230,7 @@ def _flax_cell(cell: Any, params: Params) -> tuple[Cell, Params, bool]:
         return lstm(cell.features), out, True
     if isinstance(cell, nn.GRUCell):
         standard_activations(("gate_fn", nn.sigmoid), ("activation_fn", nn.tanh))
+        check()
         out = {
             "w_i": jnp.concatenate([kernel(f"i{g}") for g in "rzn"], axis=-1),
             "w_h": jnp.concatenate([kernel(f"h{g}") for g in "rzn"], axis=-1),
@@ -240,12 +245,58 @@ def _flax_cell(cell: Any, params: Params) -> tuple[Cell, Params, bool]:
         acts = {nn.tanh: "tanh", nn.relu: "relu"}
         if cell.activation_fn not in acts:
             raise ValueError("from_flax supports SimpleCell with activation_fn tanh or relu")
+        check()
         out = {"w_i": kernel("i"), "w_h": kernel("h"), "b": bias("i")}
         return simple_rnn(cell.features, activation=acts[cell.activation_fn]), out, False
     raise TypeError(
         "from_flax expects a flax.linen LSTMCell, OptimizedLSTMCell, GRUCell, SimpleCell or "
         f"RNN over one of them, received {name}"
     )
+
+
+def _check_flax_params(module: Any, params: Params) -> None:
+    """Raises ``ValueError`` naming every param that ``module``'s own ``init`` would not make,
+    would make but is missing, or would make with another shape."""
+    import flax.linen as nn
+
+    if not hasattr(params, "keys"):
+        raise TypeError(
+            f"from_flax expects the module's variables or params as a dict, received "
+            f"{type(params).__name__}"
+        )
+
+    def init(key, d):
+        if isinstance(module, nn.RNN):
+            return module.init(key, jnp.zeros((1, 1, d)))["params"]
+        x = jnp.zeros((1, d))
+        return module.init(key, module.initialize_carry(key, x.shape), x)["params"]
+
+    got = _util.shapes(params)
+    try:
+        d = _util.guess_input_size(init, got) or 1
+        want = _util.expected_shapes(init, d)
+    except Exception:  # a module Flax cannot initialise abstractly: left to the conversion
+        return
+    cell = module.cell if isinstance(module, nn.RNN) else module
+    what = type(module).__name__ + (f"({type(cell).__name__})" if cell is not module else "")
+    what += f" with features={cell.features}"
+
+    def layers(paths):  # Flax's submodules: ii, hf, ... (cell/ii under an RNN)
+        return sorted({p.rpartition("/")[0] or p for p in paths})
+
+    if layers(want) != layers(got):
+        raise ValueError(
+            f"from_flax: the variables do not fit {what}: expected params of "
+            f"{', '.join(layers(want))}; found {', '.join(layers(got)) or 'none'}"
+        )
+    problems = _util.mismatches(want, got)
+    if problems:
+        shown = "; ".join(problems[:4]) + (
+            f"; ({len(problems) - 4} more)" if len(problems) > 4 else ""
+        )
+        raise ValueError(
+            f"from_flax: the variables do not fit {what} and inputs of {d} features: {shown}"
+        )
 
 
 def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
@@ -267,12 +318,14 @@ def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
     import flax.linen as nn
 
     params = variables.get("params", variables) if hasattr(variables, "get") else variables
+    outer = params
     time_major, reverse, keep_order = False, False, False
     cell = module
     if isinstance(module, nn.RNN):
-        cell, params = module.cell, params["cell"]
+        cell, params = module.cell, params.get("cell", {}) if hasattr(params, "get") else {}
         time_major, reverse, keep_order = module.time_major, module.reverse, module.keep_order
-    seq_cell, seq_params, is_lstm = _flax_cell(cell, params)
+    check = functools.partial(_check_flax_params, module, outer)
+    seq_cell, seq_params, is_lstm = _flax_cell(cell, params, check)
     net = recurrent(seq_cell, time_major=time_major, reverse=reverse)
 
     if is_lstm:

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import kernels
+from seqjax._util import check_params
 from seqjax.cells import Cell
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
@@ -268,6 +269,7 @@ def _recurrent_apply(
     del key  # a plain recurrent layer is deterministic
     xs = jnp.asarray(xs)
     t, batch_shape = layout(xs, time_major)
+    check_params(cell.init, params, xs.shape[-1], inputs=("xs", xs.shape))
     carry0 = check_carry(cell.initial_carry, params, carry, batch_shape)
     lengths = check_lengths(lengths, batch_shape, t)
     resets = check_resets(resets, batch_shape, t, time_major)
@@ -361,7 +363,8 @@ def _sequential_scan(
 
     folded = (steps.reshape(-1, chunk), *jax.tree.map(pad_and_fold, (xs, resets)))
     carry, ys = jax.lax.scan(chunk_body, carry0, folded, reverse=reverse)
-    return carry, jax.tree.map(lambda y: y.reshape((-1,) + y.shape[2:])[:t], ys)
+    # An explicit size, not -1: reshape cannot infer one for an empty batch.
+    return carry, jax.tree.map(lambda y: y.reshape((y.shape[0] * chunk,) + y.shape[2:])[:t], ys)
 
 
 def _parallel_scan(

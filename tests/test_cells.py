@@ -178,3 +178,23 @@ def test_wrong_feature_size_is_a_clear_error(cell_name):
 def test_bad_hyperparameters(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_apply_checks_params_against_init():
+    cell = seqjax.lstm(6)
+    other = seqjax.gru(6).init(jax.random.key(0), 4)
+    carry = cell.initial_carry(other, (2,))
+    with pytest.raises(ValueError, match=r"expected w_i of shape \(4, 24\), received \(4, 18\)"):
+        cell.apply(other, carry, jnp.ones((2, 4)))
+    step = jax.jit(cell.apply)
+    with pytest.raises(ValueError, match="unexpected b_hn"):
+        step(other, carry, jnp.ones((2, 4)))
+
+
+def test_narrow_param_dtypes_initialise(cell_name):
+    # The orthogonal initialiser's QR has no bfloat16 kernel on CPU: drawn in float32.
+    cell = CELLS[cell_name](param_dtype=jnp.bfloat16)
+    params = cell.init(jax.random.key(0), 3)
+    assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(params))
+    carry, y = cell.apply(params, cell.initial_carry(params, (2,)), jnp.ones((2, 3), jnp.bfloat16))
+    assert y.shape == (2, OUT_SIZE.get(cell_name, 6)) and bool(jnp.all(jnp.isfinite(y)))

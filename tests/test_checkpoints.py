@@ -56,8 +56,8 @@ train_and_evaluate(small_config("adding", **overrides), {workdir!r})
 """
 
 
-def run_child(workdir, mode="none", arg=None, **overrides):
-    code = _CHILD.format(
+def child_code(workdir, mode="none", arg=None, **overrides) -> str:
+    return _CHILD.format(
         root=str(ROOT),
         tests=str(ROOT / "tests"),
         mode=mode,
@@ -65,6 +65,10 @@ def run_child(workdir, mode="none", arg=None, **overrides):
         overrides={**OVERRIDES, **overrides},
         workdir=str(workdir),
     )
+
+
+def run_child(workdir, mode="none", arg=None, **overrides):
+    code = child_code(workdir, mode, arg, **overrides)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
@@ -104,23 +108,7 @@ def test_killed_while_writing_a_checkpoint_falls_back_to_the_last_verified(tmp_p
     out = run_child(tmp_path, "kill_in_save", 6)
     assert out.returncode == -signal.SIGKILL
     assert reported_saved(tmp_path) == [2, 4]  # 6 was on disk but never reported saved
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD.format(
-                root=str(ROOT),
-                tests=str(ROOT / "tests"),
-                mode="none",
-                arg=None,
-                overrides=OVERRIDES,
-                workdir=str(tmp_path),
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_child(tmp_path)  # resumes in a process of its own
     assert result.returncode == 0, result.stderr[-2000:]
     assert "checkpoint step 6" in result.stderr and "no recorded digest" in result.stderr
     assert_same(straight, tmp_path)
@@ -136,14 +124,7 @@ def test_killed_at_a_random_moment_of_frequent_checkpoints(tmp_path):
     reference = tmp_path / "reference"
     train_and_evaluate(small_config("adding", **overrides), reference)
     work = tmp_path / "killed"
-    code = _CHILD.format(
-        root=str(ROOT),
-        tests=str(ROOT / "tests"),
-        mode="none",
-        arg=None,
-        overrides=overrides,
-        workdir=str(work),
-    )
+    code = child_code(work, **overrides)
     child = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and child.poll() is None:

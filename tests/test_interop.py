@@ -574,3 +574,32 @@ def test_from_flax_rejects_unsupported_modules():
         from_flax(nn.SimpleCell(3, activation_fn=nn.gelu), {"params": {}})
     with pytest.raises(ValueError, match="gate_fn"):
         from_flax(nn.LSTMCell(3, gate_fn=nn.hard_sigmoid), {"params": {}})
+
+
+def test_from_flax_mismatched_variables_are_a_clear_error():
+    x = jnp.ones((2, FEATURES))
+    lstm_cell, gru_cell = nn.LSTMCell(8), nn.GRUCell(8)
+    lstm_vars = lstm_cell.init(
+        jax.random.key(0), lstm_cell.initialize_carry(jax.random.key(0), x.shape), x
+    )
+    gru_vars = gru_cell.init(
+        jax.random.key(0), gru_cell.initialize_carry(jax.random.key(0), x.shape), x
+    )
+    # Another cell's variables: what was expected and what was found, not KeyError: 'ii'.
+    with pytest.raises(ValueError, match=r"expected params of hf, hg, .*ii, io; found hn, hr"):
+        from_flax(lstm_cell, gru_vars)
+    # Another hidden size: the leaf, the expected and the received shape.
+    with pytest.raises(
+        ValueError,
+        match=r"features=16 and inputs of 5 features: "
+        r"expected hf/bias of shape \(16,\), received \(8,\)",
+    ):
+        from_flax(nn.LSTMCell(16), lstm_vars)
+    # A cell's variables for an nn.RNN over it, and the other way round.
+    with pytest.raises(ValueError, match=r"RNN\(GRUCell\).*expected params of cell/hn"):
+        from_flax(nn.RNN(gru_cell), gru_vars)
+    rnn_vars = nn.RNN(gru_cell).init(jax.random.key(0), jnp.ones((2, 5, FEATURES)))
+    with pytest.raises(ValueError, match="found cell/hn"):
+        from_flax(gru_cell, rnn_vars)
+    with pytest.raises(TypeError, match="as a dict"):
+        from_flax(gru_cell, [1, 2])

@@ -158,8 +158,8 @@ def test_nan_padding_stays_out_of_the_gradients(name):
         _assert_close(got, want)
 
 
-def test_forward_mode_needs_the_plain_path():
-    # A custom VJP has no JVP: jax.jvp / jacfwd / hessian run under kernels.disabled().
+def test_forward_mode_runs_the_plain_path():
+    # A custom VJP has no JVP: under jax.jvp / jacfwd the engine traces the plain scan.
     layer = seqjax.recurrent(seqjax.lstm(4))
     params = layer.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
@@ -168,13 +168,42 @@ def test_forward_mode_needs_the_plain_path():
     def f(x):
         return layer.apply(params, x, lengths=lengths)[1]
 
-    with pytest.raises(TypeError, match="forward-mode"):
-        jax.jvp(f, (xs,), (jnp.ones_like(xs),))
-    with kernels.disabled():
-        _, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
-    _, vjp = jax.vjp(f, xs)
+    ones = jnp.ones_like(xs)
+    _, tangent = jax.jvp(f, (xs,), (ones,))
+    _, vjp = jax.vjp(f, xs)  # the fused path's hand-written VJP
     # <J 1, 1> computed forward (plain) equals <1, J^T 1> computed backward (fused).
     np.testing.assert_allclose(jnp.sum(tangent), jnp.sum(vjp(jnp.ones_like(tangent))[0]), rtol=1e-5)
+    _, jit_tangent = jax.jit(lambda x, v: jax.jvp(f, (x,), (v,)))(xs, ones)
+    _assert_close(jit_tangent, tangent)
+    jac = jax.jacfwd(lambda x: jnp.sum(f(x)))(xs)
+    _assert_close(jac, jax.grad(lambda x: jnp.sum(f(x)))(xs))
+    # jax.hessian (forward over reverse) needs no kernels.disabled() either.
+    hess = jax.hessian(lambda a: jnp.sum(jnp.tanh(f(a * xs))))(1.0)
+    with kernels.disabled():
+        want = jax.hessian(lambda a: jnp.sum(jnp.tanh(f(a * xs))))(1.0)
+    np.testing.assert_allclose(hess, want, rtol=1e-4, atol=1e-6)
+    # Reverse mode keeps the fused path.
+    assert not kernels.forward_mode()
+    assert str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(f(x))))(xs)) != str(
+        _plain(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(f(x)))), xs)
+    )
+
+
+def test_disabled_applies_to_functions_jitted_before():
+    layer = seqjax.recurrent(seqjax.gru(4))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 5, 3))
+    f = jax.jit(lambda x: jnp.sum(layer.apply(params, x)[1]))
+    f(xs)  # traced and cached on the fused path
+    with kernels.disabled():
+        assert "custom_vjp_call" not in str(jax.make_jaxpr(f)(xs))
+        # jax.jvp of a function jitted on the fused path needs the plain path's trace.
+        _, tangent = jax.jvp(f, (xs,), (jnp.ones_like(xs),))
+    assert "custom_vjp_call" in str(jax.make_jaxpr(f)(xs))
+    np.testing.assert_allclose(tangent, jnp.sum(jax.grad(f)(xs)), rtol=1e-5)
+    # Outside disabled(), the cached fused trace cannot be differentiated forward.
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(f, (xs,), (jnp.ones_like(xs),))
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
@@ -281,11 +310,47 @@ def test_empty_sequence_takes_the_plain_path():
     assert ys.shape == (2, 0, 4) and carry.shape == (2, 4)
 
 
+@pytest.mark.parametrize("batch_shape", [(0,), (0, 3), (3, 0)])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"time_major": True}, {"reverse": True}, {"remat": 2}, {"unroll": 2}],
+)
+def test_empty_batch_returns_empty_outputs_and_the_initial_carry(batch_shape, options):
+    t, d = 5, 3
+    net = seqjax.stack(
+        seqjax.bidirectional(seqjax.recurrent(seqjax.lstm(4), **options)),
+        seqjax.recurrent(seqjax.gru(3), **options),
+    )
+    params = net.init(jax.random.key(0), d)
+    time_major = options.get("time_major", False)
+    xs = jnp.ones((t, *batch_shape, d) if time_major else (*batch_shape, t, d))
+    lengths = jnp.zeros(batch_shape, jnp.int32)
+    resets = jnp.zeros((t, *batch_shape) if time_major else (*batch_shape, t), bool)
+
+    def loss(p, x):
+        carry, ys = net.apply(p, x, lengths=lengths, resets=resets)
+        return jnp.sum(ys) + sum(jnp.sum(c) for c in jax.tree.leaves(carry))
+
+    for kwargs in ({}, {"lengths": lengths}, {"resets": resets}):
+        carry, ys = net.apply(params, xs, **kwargs)
+        want = _plain(net.apply, params, xs, **kwargs)
+        assert ys.shape == want[1].shape == (xs.shape[:-1] + (3,))
+        _assert_close(carry, net.initial_carry(params, batch_shape))
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, xs)
+    assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads))
+
+
 def test_shape_errors_come_from_the_plain_path():
     layer = seqjax.recurrent(seqjax.lstm(4))
     params = layer.init(jax.random.key(0), 3)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"3 features.*received xs of shape \(2, 5, 7\)"):
         layer.apply(params, jnp.ones((2, 5, 7)))
+    # Params of another hidden size or cell: seqjax's message, not one from inside the kernel.
+    other = seqjax.lstm(8).init(jax.random.key(0), 3)
+    with pytest.raises(ValueError, match=r"expected w_h of shape \(4, 16\), received \(8, 32\)"):
+        layer.apply(other, jnp.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match="unexpected b_hn"):
+        jax.jit(layer.apply)(seqjax.gru(4).init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
 
 
 def test_sigmoid_form():

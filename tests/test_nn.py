@@ -484,3 +484,39 @@ def test_seq2seq_with_attention_learns_to_reverse_strings():
     )
     assert greedy >= 0.99
     assert beam >= 0.99
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_heads_take_an_empty_batch(pooling):
+    net = seqjax.bidirectional(seqjax.recurrent(seqjax.lstm(4)))
+    model = snn.SequenceClassifier(net, 3, pooling=pooling)
+    variables = model.init(jax.random.key(0), jnp.ones((2, 5, 3)))
+    empty, lengths = jnp.ones((0, 5, 3)), jnp.zeros((0,), jnp.int32)
+    assert model.apply(variables, empty, lengths).shape == (0, 3)
+    grads = jax.grad(lambda v: model.apply(v, empty, lengths).sum())(variables)
+    assert all(bool(jnp.all(g == 0)) for g in jax.tree.leaves(grads))
+    # No steps at all: pooling gives zeros, not an index error.
+    assert model.apply(variables, jnp.ones((2, 0, 3))).shape == (2, 3)
+    tagger = snn.Tagger(net, 2, vocab_size=7, embed_size=3)
+    tv = tagger.init(jax.random.key(0), jnp.ones((2, 5), jnp.int32))
+    assert tagger.apply(tv, jnp.ones((0, 5), jnp.int32)).shape == (0, 5, 2)
+
+
+def test_modules_name_the_leaf_of_mismatched_params():
+    model = snn.Recurrent(seqjax.recurrent(seqjax.lstm(8)))
+    variables = model.init(jax.random.key(0), jnp.ones((2, 5, 4)))
+    other = snn.Recurrent(seqjax.recurrent(seqjax.gru(8))).init(
+        jax.random.key(0), jnp.ones((2, 5, 4))
+    )
+    with pytest.raises(ValueError, match=r"expected w_h of shape \(8, 32\), received \(8, 24\)"):
+        model.apply(other, jnp.ones((2, 5, 4)))
+    with pytest.raises(ValueError, match=r"4 features.*received xs of shape \(2, 5, 3\).*/rnn"):
+        model.apply(variables, jnp.ones((2, 5, 3)))
+    clf = snn.SequenceClassifier(seqjax.recurrent(seqjax.gru(8)), 2)
+    v = clf.init(jax.random.key(0), jnp.ones((2, 5, 4)))
+    small = snn.SequenceClassifier(seqjax.recurrent(seqjax.gru(6)), 2).init(
+        jax.random.key(0), jnp.ones((2, 5, 4))
+    )
+    v["params"]["features"]["recurrent"]["rnn"] = small["params"]["features"]["recurrent"]["rnn"]
+    with pytest.raises(ValueError, match=r"/features/recurrent/rnn"):
+        clf.apply(v, jnp.ones((2, 5, 4)))

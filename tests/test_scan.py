@@ -282,7 +282,7 @@ def lstm_layer():
             (2, 6, 4),
             {},
             ValueError,
-            r"last axis has 5 features.*\(6, 2, 4\)|last axis has 5 features",
+            r"last axis has 5 features.*received xs of shape \(2, 6, 4\)",
         ),
         ((5,), {}, ValueError, r"expected xs of shape \[\*b, t, d\].*received shape \(5,\)"),
         (
@@ -312,6 +312,52 @@ def test_bad_input_is_a_clear_error(lstm_layer, xs_shape, kwargs, error, match):
     layer, params = lstm_layer
     with pytest.raises(error, match=match):
         layer.apply(params, jnp.ones(xs_shape), **kwargs)
+
+
+def test_feature_error_prints_the_shape_as_passed():
+    cell, params = _setup("gru")
+    layer = seqjax.recurrent(cell, time_major=True)
+    with pytest.raises(ValueError, match=r"5 features.*received xs of shape \(7, 2, 3\)"):
+        layer.apply(params, jnp.ones((7, 2, 3)))
+
+
+@pytest.mark.parametrize(
+    "other, match",
+    [
+        # another hidden size
+        (
+            lambda: seqjax.lstm(3).init(jax.random.key(0), D),
+            r"expected w_h of shape \(6, 24\), received \(3, 12\)",
+        ),
+        # another cell: other shapes, and a leaf the LSTM does not have
+        (lambda: seqjax.gru(6).init(jax.random.key(0), D), r"unexpected b_hn of shape \(6,\)"),
+        # a leaf missing
+        (lambda: seqjax.lstm(6, use_bias=False).init(jax.random.key(0), D), r"missing b "),
+    ],
+)
+def test_params_of_another_cell_are_a_clear_error(lstm_layer, other, match):
+    layer, _ = lstm_layer
+    xs = jnp.ones((2, 4, D))
+    with pytest.raises(ValueError, match=match):
+        layer.apply(other(), xs)
+    with pytest.raises(ValueError, match=match):  # shapes are static: a trace-time error
+        jax.jit(layer.apply)(other(), xs)
+    with pytest.raises(ValueError, match=match):
+        seqjax.scan(seqjax.lstm(6), other(), xs)
+
+
+def test_param_errors_name_the_leaf_of_a_stack():
+    net = seqjax.stack(
+        seqjax.bidirectional(seqjax.recurrent(seqjax.lstm(4))), seqjax.recurrent(seqjax.gru(3))
+    )
+    params = net.init(jax.random.key(0), D)
+    bad = (params[0], seqjax.gru(2).init(jax.random.key(0), 8))
+    with pytest.raises(ValueError, match=r"expected 1/w_h of shape \(3, 9\), received \(2, 6\)"):
+        net.apply(bad, jnp.ones((2, 4, D)))
+    with pytest.raises(ValueError, match=r"5 features.*received xs of shape \(2, 4, 3\)"):
+        net.apply(params, jnp.ones((2, 4, 3)))
+    # A checkpoint may restore the tuple of layers as a list: the same leaves.
+    net.apply(list(params), jnp.ones((2, 4, D)))
 
 
 def test_bad_carry_is_a_clear_error(lstm_layer):
@@ -359,3 +405,16 @@ def test_sqrt_remat_prefers_a_divisor_of_t(t, want):
     from seqjax.scan import _chunk_size
 
     assert _chunk_size("sqrt", t) == want
+
+
+def test_an_init_that_needs_concrete_values_stays_unchecked():
+    # A custom cell whose init cannot run abstractly still runs (its params unchecked).
+    cell = seqjax.lstm(4)
+
+    def init(key, d):
+        int(np.asarray(jax.random.key_data(key))[0])  # needs a concrete key
+        return cell.init(key, d)
+
+    layer = seqjax.recurrent(cell._replace(init=init))
+    params = cell.init(jax.random.key(0), 3)
+    assert layer.apply(params, jnp.ones((2, 3, 3)))[1].shape == (2, 3, 4)

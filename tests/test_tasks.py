@@ -273,3 +273,14 @@ def test_forecast_on_a_series_too_short_for_its_ar_order_fails_before_training(t
 def test_non_positive_trainer_fields_are_named(tmp_path, field):
     with pytest.raises(ValueError, match=f"{field} must be a positive int, received 0"):
         train_and_evaluate(config("adding", **{field: 0}), tmp_path / "w")
+
+
+def test_copy_length_reaches_the_data_and_the_baseline(tmp_path):
+    overrides = {"data.delay": 10, "data.copy_length": 3, "data.n_test": 20, "data.n_val": 20}
+    task = make_task(config("copy", **overrides))
+    assert task.splits["test"]["x"].shape == (20, 10 + 2 * 3)
+    assert task.train_batch(0, 4)["y"].shape == (4, 16)
+    from seqjax.data import memoryless_baseline
+
+    nats = task.report(None, tmp_path)["baselines"]["memoryless_nats"]
+    assert nats == memoryless_baseline(10, copy_length=3) != memoryless_baseline(10)

@@ -8,8 +8,10 @@ matmul over all steps, with lengths (padded batches) and resets (packed segments
 masks, and inside remat chunks. It gives the same numbers as the plain ``lax.scan`` of
 ``cell.step`` up to float rounding, and returns ``None`` (so the engine takes the plain
 path) for any cell or option it does not cover (other cells, non-float32 parameters,
-per-step remat). :func:`disabled` turns the fast paths off at trace time (for
-benchmarks and equivalence tests).
+per-step remat, forward-mode autodiff: see :func:`forward_mode`). :func:`disabled` turns
+the fast paths off (for benchmarks and equivalence tests, and for ``jax.jvp`` of a
+function jitted on the fast path); it is part of ``jax.jit``'s cache key, so it applies to
+functions jitted before it too.
 """
 
 from __future__ import annotations
@@ -24,25 +26,70 @@ import jax.numpy as jnp
 from seqjax.kernels import fused
 from seqjax.typing import Array, Carry, Params
 
-__all__ = ["disabled", "enabled", "fused", "kind", "sequential_scan"]
+__all__ = ["disabled", "enabled", "forward_mode", "fused", "kind", "sequential_scan"]
 
-_state = {"enabled": True}
+# The switch is a jit-cache-sensitive context where JAX has them (jax.make_user_context), so
+# that a function jitted before `disabled()` is traced again inside it rather than reusing
+# its fused trace; older JAX falls back to a module flag read at trace time.
+_make_context = getattr(jax, "make_user_context", None)
+_DISABLED = None if _make_context is None else _make_context(default_value=False)
+_state = {"disabled": False}
 
 
 def enabled() -> bool:
     """Whether the fast paths are on (read at trace time)."""
-    return _state["enabled"]
+    return not (_state["disabled"] if _DISABLED is None else _DISABLED.value)
 
 
 @contextlib.contextmanager
 def disabled(flag: bool = True) -> Iterator[None]:
-    """Within this context (while tracing), the engine uses the plain path if ``flag``."""
-    prev = _state["enabled"]
-    _state["enabled"] = prev and not flag
+    """Within this context, the engine uses the plain path if ``flag``.
+
+    The switch is part of ``jax.jit``'s cache key (on JAX versions with
+    ``jax.make_user_context``): a function jitted outside is traced again inside, so
+    ``disabled()`` takes effect on already-jitted functions too.
+    """
+    off = not enabled() or bool(flag)
+    if _DISABLED is not None:
+        with _DISABLED(off):
+            yield
+        return
+    prev = _state["disabled"]
+    _state["disabled"] = off
     try:
         yield
     finally:
-        _state["enabled"] = prev
+        _state["disabled"] = prev
+
+
+def forward_mode() -> bool:
+    """Whether forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, the outer pass of
+    ``jax.hessian``) is tracing this call, so that the fused path, whose custom VJP has no
+    JVP, must give way to the plain scan.
+
+    Read from JAX's trace stack down to the innermost ``jax.jit``: a jitted function's
+    trace is cached and reused outside forward mode, so ``jax.jvp(jax.jit(f))`` is not
+    detected (run it under :func:`disabled`). Uses JAX internals; where they differ (or
+    reverse mode is itself built on JVP traces, ``jax_use_direct_linearize=False``), the
+    answer is ``False`` and the behaviour is that of a plain custom VJP.
+    """
+    try:
+        if not jax.config.jax_use_direct_linearize:
+            return False
+        from jax._src import core
+        from jax._src.interpreters import ad
+
+        trace = core.unsafe_get_current_trace()
+        while trace is not None:
+            if isinstance(trace, ad.JVPTrace):
+                return True
+            info = getattr(getattr(trace, "frame", None), "debug_info", None)
+            if getattr(info, "traced_for", None) == "jit":
+                return False
+            trace = getattr(trace, "parent_trace", None)
+    except Exception:
+        return False
+    return False
 
 
 _SPECS = {
@@ -86,10 +133,10 @@ def sequential_scan(
     ``carry0``, before the step) are booleans or ``None``; ``restart`` applies only with
     ``resets``.
     """
-    if not enabled():
+    if not enabled() or forward_mode():
         return None
     spec = kind(cell)
-    if spec is None or xs.shape[0] == 0:
+    if spec is None or xs.size == 0:  # no steps or an empty batch: the plain path's shapes
         return None
     leaves, treedef = jax.tree.flatten(carry0)
     arrays = [params["w_i"], params["w_h"], xs, *leaves]

@@ -47,8 +47,11 @@ collects those of the restarted steps. The steps within a length must come first
 ``lengths`` makes them: the backward pass takes ``h0`` as the ``h`` before a step that
 follows steps past the length (true only right to left, where those run first).
 
-Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) does not apply to a
-:func:`jax.custom_vjp`; it needs the plain scan, under :func:`seqjax.kernels.disabled`.
+Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) does not apply to a
+:func:`jax.custom_vjp`: the engine then traces the plain scan instead
+(:func:`seqjax.kernels.forward_mode`), and ``jax.hessian`` (forward over reverse) works
+either way. A function jitted before ``jax.jvp`` reaches it keeps its cached fused trace;
+under :func:`seqjax.kernels.disabled` it is traced again on the plain scan.
 
 Shapes: ``t`` steps, ``B`` flattened batch, ``d`` inputs, ``h`` hidden units, ``k`` gate
 pre-activations (``4h``, ``3h``, ``h``).

@@ -53,6 +53,9 @@ def last_valid(ys: ArrayLike, lengths: ArrayLike | None = None) -> Array:
     """
     ys = jnp.asarray(ys)
     t = ys.shape[-2]
+    if t == 0:  # no steps: every sequence is empty
+        _valid(lengths, t, ys.shape[:-2])
+        return jnp.zeros(ys.shape[:-2] + ys.shape[-1:], ys.dtype)
     if lengths is None:
         return ys[..., -1, :]
     lengths = jnp.asarray(lengths)

@@ -10,7 +10,7 @@ from seqjax import decoding
 from seqjax.combinators import dropout as apply_dropout
 from seqjax.combinators import output_size
 from seqjax.nn import functional as F
-from seqjax.nn.layers import Recurrent, _rng
+from seqjax.nn.layers import Recurrent, _checked_param, _rng
 from seqjax.scan import Seq
 from seqjax.typing import Array, ArrayLike, Carry, PRNGKey
 
@@ -134,7 +134,7 @@ class LanguageModel(nn.Module):
     def setup(self):
         v, e = self.vocab_size, self.embed_size
         self.embedding = self.param("embedding", F.embed_init, v, e)
-        self.rnn = self.param("rnn", self.seq.init, e)
+        self.rnn = _checked_param(self, "rnn", self.seq.init, e)
         p = output_size(self.seq, self.rnn, e)
         if self.tie_embeddings:
             self.output_bias = self.param("output_bias", nn.initializers.zeros, (v,))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from seqjax._util import check_params
 from seqjax.attention import Attention as AttentionFn
 from seqjax.attention import (
     attend,
@@ -20,6 +21,24 @@ from seqjax.scan import Seq
 from seqjax.typing import Array, ArrayLike, Carry
 
 __all__ = ["Attention", "Recurrent", "make_attention"]
+
+
+def _checked_param(
+    module: nn.Module, name: str, init, input_size: int, inputs: tuple | None = None
+):
+    """``module.param(name, init, input_size)``, checking given params against ``init`` first.
+
+    Flax's own check names neither the leaf nor the module's inputs; this one raises
+    ``ValueError`` naming the param's path, each leaf and the expected and received shapes
+    (or the inputs' feature size, with ``inputs=(name, shape)``).
+    """
+    if module.has_variable("params", name):
+        try:
+            check_params(init, module.get_variable("params", name), input_size, inputs=inputs)
+        except ValueError as e:
+            path = module.scope.path_text.rstrip("/") + "/" + name
+            raise ValueError(f"{e} (params at {path})") from None
+    return module.param(name, init, input_size)
 
 
 def _rng(module: nn.Module, deterministic: bool, n: int) -> tuple:
@@ -74,7 +93,7 @@ class Recurrent(nn.Module):
           ``ys: [*b, t, p]``, or ``(carry, ys)`` with ``return_carry``.
         """
         xs = jnp.asarray(xs)
-        params = self.param("rnn", self.seq.init, xs.shape[-1])
+        params = _checked_param(self, "rnn", self.seq.init, xs.shape[-1], ("xs", xs.shape))
         if carry is None and self.learn_initial_carry:
             c0 = self.param("initial_carry", lambda key: self.seq.initial_carry(params, ()))
             shapes = jax.eval_shape(lambda p, x: self.seq.apply(p, x)[0], params, xs)

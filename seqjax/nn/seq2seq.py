@@ -35,7 +35,7 @@ from seqjax.cells import Cell, cell_by_name
 from seqjax.combinators import bidirectional, stack
 from seqjax.combinators import dropout as apply_dropout
 from seqjax.nn import functional as F
-from seqjax.nn.layers import Recurrent, _rng, make_attention
+from seqjax.nn.layers import Recurrent, _checked_param, _rng, make_attention
 from seqjax.scan import Seq, recurrent, tree_where
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
@@ -120,7 +120,7 @@ class Decoder(nn.Module):
         if self.attention is not None and self.attention_size is not None:
             out = self.attention_size
         self.embedding = self.param("embedding", F.embed_init, self.vocab_size, self.embed_size)
-        self.rnn = self.param("rnn", self._cell().init, self.embed_size)
+        self.rnn = _checked_param(self, "rnn", self._cell().init, self.embed_size)
         self.output = self.param("output", F.dense_init, out, self.vocab_size)
 
     def cell_template(self) -> Carry:

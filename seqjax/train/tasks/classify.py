@@ -18,13 +18,11 @@ from seqjax.train.tasks.base import (
     check_split,
     chunks,
     describe_model,
-    rows,
-    take,
 )
-from seqjax.train.tasks.files import Inputs, split_sequences
+from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
 
-class ClassifyTask:
+class ClassifyTask(FileTask):
     """A :class:`seqjax.nn.SequenceClassifier` over the configured recurrent layers."""
 
     name = "classify"
@@ -57,33 +55,14 @@ class ClassifyTask:
             build_seq(m),
             num_classes=len(self.labels),
             pooling=m.pooling,
-            vocab_size=self.inputs.vocab_size,
-            embed_size=m.embed_size if self.inputs.vocab_size else None,
-            dropout=m.dropout,
+            **self.inputs.head_options(m),
         )
         self._eval = jax.jit(self._logits)
-
-    def _logits(self, params, batch, key=None):
-        return self.model.apply(
-            params,
-            batch["x"],
-            batch["lengths"],
-            deterministic=key is None,
-            rngs=None if key is None else {"dropout": key},
-        )
-
-    def init(self, key):
-        b = take(self.data["train"], np.arange(2))
-        return self.model.init(key, b["x"], b["lengths"])
 
     def loss(self, params, batch, key):
         logits = self._logits(params, batch, key).astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
         return loss, {"accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"])}
-
-    def train_batch(self, step, batch_size):
-        train = self.data["train"]
-        return take(train, rows(len(train["y"]), step, batch_size, self.config.seed))
 
     def predict(self, params, split) -> tuple[np.ndarray, float]:
         """``(predicted class ids, summed cross-entropy)`` of every sequence of ``split``."""

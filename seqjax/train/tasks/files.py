@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqjax.train.tasks.base import check_examples
+from seqjax.train.tasks.base import check_examples, rows, take
 
 
 def index_sequences(seqs, index: np.ndarray):
@@ -93,3 +93,30 @@ class Inputs:
                     row[: len(words)] = self.vocab.encode_tokens(words)
                 self.arrays[k] = ids
             self.vocab_size = len(self.vocab)
+
+    def head_options(self, m) -> dict:
+        """The embedding and dropout fields of a :mod:`seqjax.nn` head for these inputs."""
+        embed = m.embed_size if self.vocab_size else None
+        return {"vocab_size": self.vocab_size, "embed_size": embed, "dropout": m.dropout}
+
+
+class FileTask:
+    """What classify and tag share: ``self.model`` (a :mod:`seqjax.nn` head) over the parts
+    ``self.data[part] = {"x", "lengths", "y"}``."""
+
+    def _logits(self, params, batch, key=None):
+        return self.model.apply(
+            params,
+            batch["x"],
+            batch["lengths"],
+            deterministic=key is None,
+            rngs=None if key is None else {"dropout": key},
+        )
+
+    def init(self, key):
+        b = take(self.data["train"], np.arange(2))
+        return self.model.init(key, b["x"], b["lengths"])
+
+    def train_batch(self, step, batch_size):
+        train = self.data["train"]
+        return take(train, rows(len(train["y"]), step, batch_size, self.config.seed))

@@ -18,10 +18,8 @@ from seqjax.train.tasks.base import (
     check_split,
     chunks,
     describe_model,
-    rows,
-    take,
 )
-from seqjax.train.tasks.files import Inputs, split_sequences
+from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
 
 def is_bio(tags) -> bool:
@@ -29,7 +27,7 @@ def is_bio(tags) -> bool:
     return all(t == "O" or (t[:2] in ("B-", "I-") and len(t) > 2) for t in map(str, tags))
 
 
-class TagTask:
+class TagTask(FileTask):
     """A :class:`seqjax.nn.Tagger` over the configured recurrent layers."""
 
     name = "tag"
@@ -62,34 +60,15 @@ class TagTask:
         self.model = Tagger(
             build_seq(m),
             num_tags=len(self.labels),
-            vocab_size=self.inputs.vocab_size,
-            embed_size=m.embed_size if self.inputs.vocab_size else None,
-            dropout=m.dropout,
+            **self.inputs.head_options(m),
         )
         self._eval = jax.jit(self._logits)
-
-    def _logits(self, params, batch, key=None):
-        return self.model.apply(
-            params,
-            batch["x"],
-            batch["lengths"],
-            deterministic=key is None,
-            rngs=None if key is None else {"dropout": key},
-        )
-
-    def init(self, key):
-        b = take(self.data["train"], np.arange(2))
-        return self.model.init(key, b["x"], b["lengths"])
 
     def loss(self, params, batch, key):
         logits = self._logits(params, batch, key)
         mask = losses.length_mask(batch["lengths"], batch["y"].shape[-1])
         loss = losses.sequence_cross_entropy(logits, batch["y"], mask)
         return loss, {"token_accuracy": losses.masked_accuracy(logits, batch["y"], mask)}
-
-    def train_batch(self, step, batch_size):
-        train = self.data["train"]
-        return take(train, rows(len(train["y"]), step, batch_size, self.config.seed))
 
     def predict(self, params, split) -> tuple[list[np.ndarray], float]:
         """``(predicted tag ids of each sequence's valid steps, summed cross-entropy)``."""

@@ -1,0 +1,151 @@
+"""Private helpers shared by the pure levels: checking parameter trees against ``init``.
+
+A cell's or a Seq's ``init(key, input_size)`` is the one truth about the shapes of its
+params; :func:`check_params` compares a given tree with ``jax.eval_shape`` of it, so no
+second table of shapes exists. Shapes are static, so the check costs nothing under
+``jit`` after tracing, and the abstract ``init`` is cached per ``(init, input_size)``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from seqjax.typing import Params, Shape
+
+# Top-level entries that hold data bound into the params rather than parameters (the
+# encoder memory of seqjax.bind_memory); their absence from `init` is not an error.
+BOUND_KEYS = frozenset({"memory"})
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# JAX's errors for code that needs concrete values (a TypeError, not a shape problem).
+_UNTRACEABLE = tuple(
+    getattr(jax.errors, name)
+    for name in (
+        "ConcretizationTypeError",
+        "TracerArrayConversionError",
+        "TracerIntegerConversionError",
+    )
+    if hasattr(jax.errors, name)
+)
+
+
+def _name(path: tuple) -> str:
+    """``("1", "w_h")``-style key path as ``1/w_h``, Flax's way of naming params."""
+    parts = []
+    for key in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def shapes(tree: Any) -> dict[str, Shape]:
+    """``{path: shape}`` of every leaf; tuples and lists (a checkpoint may turn one into the
+    other) and dicts and FrozenDicts name their entries alike."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {_name(path): tuple(np.shape(leaf)) for path, leaf in leaves}
+
+
+def expected_shapes(init: Callable[..., Params], input_size: int) -> dict[str, Shape]:
+    """``{path: shape}`` of ``init(key, input_size)``, by abstract evaluation (no compute)."""
+    try:
+        cache = _CACHE.setdefault(init, {})
+    except TypeError:  # not weakly referenceable: no cache
+        cache = {}
+    if input_size not in cache:
+        cache[input_size] = shapes(jax.eval_shape(lambda k: init(k, input_size), jax.random.key(0)))
+    return cache[input_size]
+
+
+def mismatches(want: dict[str, Shape], got: dict[str, Shape]) -> list[str]:
+    """What differs between two ``{path: shape}`` maps, one line per leaf."""
+    out = []
+    for name, shape in want.items():
+        if name not in got:
+            out.append(f"missing {name} (expected shape {shape})")
+        elif got[name] != shape:
+            out.append(f"expected {name} of shape {shape}, received {got[name]}")
+    for name, shape in got.items():
+        if name not in want and name.split("/")[0] not in BOUND_KEYS:
+            out.append(f"unexpected {name} of shape {shape}")
+    return out
+
+
+def guess_input_size(init: Callable[..., Params], got: dict[str, Shape]) -> int | None:
+    """The input size that the first leaf growing with it says the params were made for."""
+    try:
+        one, two = expected_shapes(init, 1), expected_shapes(init, 2)
+    except Exception:  # an init that cannot run abstractly: no guess
+        return None
+    for name, s1 in one.items():
+        s2, s = two.get(name), got.get(name)
+        if s2 is None or s is None or len(s) != len(s1) or s1 == s2:
+            continue
+        # The first axis that grows with the input size: size = a * d + c.
+        axis = next(i for i, (a, b) in enumerate(zip(s1, s2)) if a != b)
+        a, c = s2[axis] - s1[axis], 2 * s1[axis] - s2[axis]
+        d, r = divmod(s[axis] - c, a)
+        return d if not r and d >= 1 else None
+    return None
+
+
+def _fitting_input_size(init: Callable[..., Params], got: dict[str, Shape]) -> int | None:
+    """The input size the params were made for, when they fit ``init`` for one."""
+    d = guess_input_size(init, got)
+    if d is None:
+        return None
+    try:
+        return d if not mismatches(expected_shapes(init, d), got) else None
+    except Exception:
+        return None
+
+
+def check_params(
+    init: Callable[..., Params],
+    params: Params,
+    input_size: int,
+    *,
+    inputs: tuple[str, Shape] | None = None,
+) -> None:
+    """Raises ``ValueError`` unless ``params`` has the leaves and shapes of
+    ``init(key, input_size)``.
+
+    Args:
+      init: the cell's or Seq's ``init(key, input_size)``.
+      params: the tree to check.
+      input_size: the feature size of the inputs given with ``params``.
+      inputs: ``(name, shape)`` of those inputs as the caller passed them; when the params
+        fit another input size, the error says so about the inputs instead.
+    """
+    got = shapes(params)
+    rejected = None
+    try:
+        problems = mismatches(expected_shapes(init, input_size), got)
+    except _UNTRACEABLE:  # an init that cannot run abstractly stays unchecked
+        return
+    except (ValueError, TypeError) as e:  # init rejects this input size (e.g. zero)
+        problems, rejected = [], e
+    except Exception:
+        return
+    if not problems and rejected is None:
+        return
+    fit = None if inputs is None else _fitting_input_size(init, got)
+    if fit is not None:
+        name, shape = inputs
+        raise ValueError(
+            f"expected inputs whose last axis has {fit} features (the input_size given to "
+            f"init), received {name} of shape {tuple(shape)}"
+        )
+    if rejected is not None:
+        raise rejected
+    shown = "; ".join(problems[:6]) + ("; ..." if len(problems) > 6 else "")
+    raise ValueError(f"params do not fit inputs of {input_size} features: {shown}")
