@@ -43,6 +43,11 @@ def test_docs_build_strict(tmp_path):
     api = (site / "api" / "seqjax" / "index.html").read_text()
     assert 'id="seqjax.cells.lstm"' in api and 'class="arithmatex"' in api
     assert ".. math::" not in api
+    # equations render from the vendored KaTeX: nothing is fetched when the site is read
+    assert (site / "katex" / "katex.min.js").exists() and "katex/katex.min.js" in api
+    assert "https://" not in "".join(
+        line for line in api.splitlines() if "<script" in line and "src=" in line
+    )
     nnx = (site / "api" / "nnx" / "index.html").read_text()
     assert 'id="seqjax.nnx.modules.Recurrent"' in nnx
     tour = (site / "examples" / "tour" / "index.html").read_text()
