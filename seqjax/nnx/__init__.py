@@ -14,9 +14,11 @@ parameter pytree of the pure level (or of the matching :mod:`seqjax.nn` linen mo
 
 Every module's :meth:`params` is the same pytree as the linen module's
 ``variables["params"]``, and ``from_params`` takes that pytree, so a model moves between
-linen and NNX (and to checkpoints) without conversion code.
+linen and NNX (and to checkpoints) without conversion code; :func:`from_linen` gives the
+NNX twin of a linen module and its params.
 """
 
+from seqjax.nnx.from_linen import from_linen
 from seqjax.nnx.modules import (
     Forecaster,
     LanguageModel,
@@ -33,4 +35,5 @@ __all__ = [
     "Seq2Seq",
     "SequenceClassifier",
     "Tagger",
+    "from_linen",
 ]

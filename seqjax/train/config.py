@@ -24,6 +24,7 @@ def base_config() -> ConfigDict:
     config.resume = "auto"  # auto, strict (no fallback past a bad checkpoint) or fresh (start over)
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
-    config.model = ConfigDict()  # the experiment's model fields
+    config.model = ConfigDict()  # the experiment's model fields, and:
+    config.model.api = "linen"  # linen (seqjax.nn) or nnx (seqjax.nnx): the same params
     config.data = ConfigDict()  # the experiment's data fields
     return config

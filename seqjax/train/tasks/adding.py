@@ -15,6 +15,7 @@ from seqjax.train.tasks.base import (
     chunks,
     describe_model,
     step_seed,
+    with_api,
 )
 
 
@@ -36,7 +37,10 @@ class AddingTask:
             "val": make_adding(d.n_val, d.length, seed=VAL_SEED + config.seed),
             "test": make_adding(d.n_test, d.length, seed=TEST_SEED + config.seed),
         }
-        self.model = SequenceClassifier(build_seq(config.model), num_classes=1, pooling="last")
+        self.model = with_api(
+            config.model,
+            SequenceClassifier(build_seq(config.model), num_classes=1, pooling="last"),
+        )
         self._eval = jax.jit(self._mse)
 
     def _mse(self, params, x, y):

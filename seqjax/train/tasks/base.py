@@ -152,6 +152,63 @@ def build_seq(m: ConfigDict) -> seqjax.Seq:
     return seqjax.stack(*[layer] * m.get("layers", 1), dropout=m.get("dropout", 0.0))
 
 
+APIS = ("linen", "nnx")
+
+
+def with_api(m: ConfigDict, module: Any) -> Any:
+    """The task's model for ``config.model.api``: the :mod:`seqjax.nn` linen ``module``
+    itself (``"linen"``), or :class:`NnxModel` over it (``"nnx"``)."""
+    api = m.get("api", "linen")
+    if api not in APIS:
+        raise ValueError(f"config.model.api must be one of {APIS}, received {api!r}")
+    return module if api == "linen" else NnxModel(module)
+
+
+class NnxModel:
+    """A :mod:`seqjax.nnx` model behind the ``init`` / ``apply`` / ``clone`` calls that the
+    tasks make of a linen module, so that every task trains either API with one code path.
+
+    ``init`` is the linen module's (one parameter layout, so the same key gives the same
+    initial parameters in both APIs); ``apply`` merges the parameter pytree into the NNX
+    twin (:func:`seqjax.nnx.from_linen`) and calls it, inside the jitted step, so the NNX
+    module computes every forward and backward pass; dropout draws from an ``nnx.Rngs``
+    seeded by the step's key. Checkpoints hold the same pytree for both APIs, so a run
+    resumes exactly and its parameters load into either.
+    """
+
+    def __init__(self, module: Any):
+        self.module = module
+
+    def init(self, key: PRNGKey, *args: Any, **kwargs: Any) -> Params:
+        return self.module.init(key, *args, **kwargs)
+
+    def clone(self, **fields: Any) -> NnxModel:
+        return NnxModel(self.module.clone(**fields))
+
+    def apply(
+        self,
+        variables: Params,
+        *args: Any,
+        method: str | None = None,
+        rngs: dict | None = None,
+        deterministic: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        from flax import nnx
+
+        from seqjax.nnx import from_linen
+
+        key = None if rngs is None else rngs.get("dropout")
+        model = from_linen(
+            self.module,
+            variables["params"],
+            rngs=None if key is None else nnx.Rngs(dropout=key),
+            deterministic=deterministic,
+        )
+        fn = model if method is None else getattr(model, method)
+        return fn(*args, **kwargs)
+
+
 def describe_model(m: dict) -> str:
     """``"bi-lstm 128 x 2"``: the README's short name of a recurrent model config."""
     cell = f"bi-{m['cell']}" if m.get("bidirectional") else m["cell"]

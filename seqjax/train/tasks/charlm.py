@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.train import losses
-from seqjax.train.tasks.base import Accumulator, build_seq, check_split, describe_model
+from seqjax.train.tasks.base import Accumulator, build_seq, check_split, describe_model, with_api
 
 EVAL_STREAMS = 16  # parallel streams of held-out text, each carrying its state
 
@@ -49,12 +49,15 @@ class CharLMTask:
                 )
         self.vocab = CharVocab.from_text(self.train_text)
         self.train_ids = self.vocab.encode_array(self.train_text)
-        self.model = LanguageModel(
-            len(self.vocab),
-            m.embed_size,
-            build_seq(m),
-            tie_embeddings=m.tie_embeddings,
-            dropout=m.dropout,
+        self.model = with_api(
+            config.model,
+            LanguageModel(
+                len(self.vocab),
+                m.embed_size,
+                build_seq(m),
+                tie_embeddings=m.tie_embeddings,
+                dropout=m.dropout,
+            ),
         )
         self.stateful = self.model.clone(return_carry=True)
         self._eval_chunk = jax.jit(self._chunk_nats)

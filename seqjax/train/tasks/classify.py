@@ -18,6 +18,7 @@ from seqjax.train.tasks.base import (
     check_split,
     chunks,
     describe_model,
+    with_api,
 )
 from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
@@ -51,11 +52,14 @@ class ClassifyTask(FileTask):
             }
             for k, p in self.parts.items()
         }
-        self.model = SequenceClassifier(
-            build_seq(m),
-            num_classes=len(self.labels),
-            pooling=m.pooling,
-            **self.inputs.head_options(m),
+        self.model = with_api(
+            config.model,
+            SequenceClassifier(
+                build_seq(m),
+                num_classes=len(self.labels),
+                pooling=m.pooling,
+                **self.inputs.head_options(m),
+            ),
         )
         self._eval = jax.jit(self._logits)
 

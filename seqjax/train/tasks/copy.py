@@ -15,6 +15,7 @@ from seqjax.train.tasks.base import (
     chunks,
     describe_model,
     step_seed,
+    with_api,
 )
 
 
@@ -36,8 +37,11 @@ class CopyTask:
             "test": self._make(d.n_test, TEST_SEED + config.seed),
         }
         m = config.model
-        self.model = Tagger(
-            build_seq(m), num_tags=COPY_VOCAB, vocab_size=COPY_VOCAB, embed_size=m.embed_size
+        self.model = with_api(
+            config.model,
+            Tagger(
+                build_seq(m), num_tags=COPY_VOCAB, vocab_size=COPY_VOCAB, embed_size=m.embed_size
+            ),
         )
         self._eval = jax.jit(self._metrics)
 

@@ -21,6 +21,7 @@ from seqjax.train.tasks.base import (
     describe_model,
     rows,
     take,
+    with_api,
 )
 
 
@@ -79,7 +80,10 @@ class ForecastTask:
         # fails before training rather than after it.
         self.baselines = series_baselines(self.data, p=d.ar_order, season=d.season or None)
         self.splits = {"val": self.data.valid, "test": self.data.test}
-        self.model = Forecaster(build_seq(config.model), features=1, horizon=d.horizon)
+        self.model = with_api(
+            config.model,
+            Forecaster(build_seq(config.model), features=1, horizon=d.horizon),
+        )
         self._predict = jax.jit(self._forward)
 
     def _forward(self, params, x):

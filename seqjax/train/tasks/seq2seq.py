@@ -24,6 +24,7 @@ from seqjax.train.tasks.base import (
     chunks,
     rows,
     take,
+    with_api,
 )
 
 
@@ -56,19 +57,22 @@ class Seq2SeqTask:
         self.words = words
         check_examples(len(train["src"]), config.batch_size, f"the {self.name} task")
         m = config.model
-        self.model = Seq2Seq(
-            src_vocab=len(src_vocab),
-            tgt_vocab=len(tgt_vocab),
-            embed_size=m.embed_size,
-            hidden_size=m.hidden_size,
-            cell=m.cell,
-            encoder_layers=m.encoder_layers,
-            bidirectional=m.bidirectional,
-            attention=m.attention,
-            dropout=m.dropout,
-            pad_id=src_vocab.PAD,
-            bos_id=tgt_vocab.BOS,
-            eos_id=tgt_vocab.EOS,
+        self.model = with_api(
+            config.model,
+            Seq2Seq(
+                src_vocab=len(src_vocab),
+                tgt_vocab=len(tgt_vocab),
+                embed_size=m.embed_size,
+                hidden_size=m.hidden_size,
+                cell=m.cell,
+                encoder_layers=m.encoder_layers,
+                bidirectional=m.bidirectional,
+                attention=m.attention,
+                dropout=m.dropout,
+                pad_id=src_vocab.PAD,
+                bos_id=tgt_vocab.BOS,
+                eos_id=tgt_vocab.EOS,
+            ),
         )
         self.max_length = max(d["tgt"].shape[1] for d in (train, val, test))
         self._decode = jax.jit(self._decode_fn)

@@ -18,6 +18,7 @@ from seqjax.train.tasks.base import (
     check_split,
     chunks,
     describe_model,
+    with_api,
 )
 from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
@@ -57,10 +58,13 @@ class TagTask(FileTask):
                 "lengths": p.lengths.astype(np.int32),
                 "y": y,
             }
-        self.model = Tagger(
-            build_seq(m),
-            num_tags=len(self.labels),
-            **self.inputs.head_options(m),
+        self.model = with_api(
+            config.model,
+            Tagger(
+                build_seq(m),
+                num_tags=len(self.labels),
+                **self.inputs.head_options(m),
+            ),
         )
         self._eval = jax.jit(self._logits)
 
