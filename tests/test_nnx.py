@@ -270,3 +270,54 @@ def test_orbax_saves_and_restores_nnx_state_bitwise(tmp_path):
     other = sx.SequenceClassifier(seq, 4, input_size=3, rngs=nnx.Rngs(1))
     nnx.update(other, restored)
     np.testing.assert_array_equal(other(xs, lengths), model(xs, lengths))
+
+
+def test_dropout_ensemble_under_vmap_equals_each_member_alone():
+    seq = seqjax.recurrent(seqjax.gru(4))
+    xs, lengths = _data()
+
+    @nnx.vmap(in_axes=0, out_axes=0)
+    def make(key):
+        return sx.SequenceClassifier(seq, 2, input_size=3, dropout=0.5, rngs=nnx.Rngs(key))
+
+    ensemble = make(jax.random.split(jax.random.key(0), 3))
+    graphdef, state = nnx.split(ensemble)  # every member's params and rng streams
+    members = [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)) for i in range(3)]
+    out = nnx.vmap(lambda m, x, L: m(x, L), in_axes=(0, None, None))(ensemble, xs, lengths)
+    for i, member in enumerate(members):
+        np.testing.assert_allclose(out[i], member(xs, lengths), **TOL)  # the same masks
+        member.eval()
+        assert not np.allclose(out[i], member(xs, lengths))  # dropout was on
+    again = nnx.vmap(lambda m, x, L: m(x, L), in_axes=(0, None, None))(ensemble, xs, lengths)
+    assert not np.allclose(out, again)  # the streams moved on
+
+
+@pytest.mark.parametrize(
+    "linen, inputs",
+    [
+        (snn.Recurrent(_small(), learn_initial_carry=True), "features"),
+        (snn.SequenceClassifier(_small(), 3, pooling="mean"), "features"),
+        (snn.Tagger(_small(), 3, vocab_size=11, embed_size=3), "tokens"),
+        (snn.Forecaster(_small(), 2, horizon=2), "features"),
+        (snn.LanguageModel(11, 3, _small()), "tokens"),
+    ],
+)
+def test_from_linen_gives_the_equal_nnx_module(linen, inputs):
+    xs, lengths = _data()
+    if inputs == "tokens":
+        xs = jax.random.randint(jax.random.key(2), xs.shape[:2], 0, 11)
+    args = (xs,) if isinstance(linen, snn.LanguageModel) else (xs, lengths)
+    if isinstance(linen, snn.Recurrent):
+        args = (xs, None)
+    variables = randomize(linen.init(jax.random.key(0), *args))
+    model = sx.from_linen(linen, variables["params"], deterministic=True)
+    np.testing.assert_allclose(model(*args), linen.apply(variables, *args), **TOL)
+    if not isinstance(linen, snn.Recurrent):
+        jax.tree.map(np.testing.assert_array_equal, model.params(), variables["params"])
+
+
+def test_from_linen_rejects_other_modules():
+    import flax.linen
+
+    with pytest.raises(TypeError, match="from_linen takes a seqjax.nn module .* received Dense"):
+        sx.from_linen(flax.linen.Dense(3), {})
