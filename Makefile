@@ -30,11 +30,11 @@ venv: $(STAMP)
 
 venv-train: $(TRAIN_STAMP)
 
-test: venv  ## the whole suite, slow end-to-end tests included
-	$(PY) -m pytest -q
+test: venv  ## the whole suite, slow end-to-end tests included, one process per core
+	$(PY) -m pytest -q -n auto
 
 test-fast: venv  ## everything but the tests marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto -m "not slow"
 
 lint: venv
 	$(VENV)/bin/ruff format --check seqjax tests scripts configs
