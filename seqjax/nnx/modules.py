@@ -248,7 +248,45 @@ class _Head(nnx.Module):
         return _unwrap(self.head)
 
 
-class SequenceClassifier(_Head):
+class _FeatureHead(_Head):
+    """Embedding (for tokens), recurrent features and a dense head of ``out`` units: what
+    :class:`SequenceClassifier` and :class:`Tagger` share (they differ in pooling)."""
+
+    def __init__(
+        self,
+        seq: Seq,
+        out: int,
+        *,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embed_size: int | None = None,
+        dropout: float = 0.0,
+        rngs: nnx.Rngs | None = None,
+        params: Params | None = None,
+        deterministic: bool = False,
+    ):
+        p = params or {}
+        self.features = _Features(
+            seq, input_size, vocab_size, embed_size, dropout, rngs, p.get("features"),
+            deterministic,
+        )  # fmt: skip
+        self._head(p.get("head"), rngs, out, lambda: self.features.out_size)
+
+    @classmethod
+    def from_params(cls, seq: Seq, out: int, params: Params, **kwargs):
+        """A module holding ``params`` (e.g. the linen module's ``variables["params"]``)."""
+        return cls(seq, out, params=params, **kwargs)
+
+    def params(self) -> Params:
+        """The linen layout: ``{"features": ..., "head": {"kernel", "bias"}}``."""
+        return {"features": self.features.params(), "head": self._head_params()}
+
+    def _logits(self, xs, lengths, deterministic, pool=None) -> Array:
+        ys = self.features(xs, lengths, deterministic)
+        return _dense(self._head_params(), ys if pool is None else pool(ys))
+
+
+class SequenceClassifier(_FeatureHead):
     """One label per sequence: recurrent features, pooled over valid steps, then logits
     (:class:`seqjax.nn.SequenceClassifier` in NNX, with its parameter layout).
 
@@ -265,48 +303,21 @@ class SequenceClassifier(_Head):
       deterministic: start in evaluation mode.
     """
 
-    def __init__(
-        self,
-        seq: Seq,
-        num_classes: int,
-        *,
-        input_size: int | None = None,
-        pooling: str = "last",
-        vocab_size: int | None = None,
-        embed_size: int | None = None,
-        dropout: float = 0.0,
-        rngs: nnx.Rngs | None = None,
-        params: Params | None = None,
-        deterministic: bool = False,
-    ):
+    def __init__(self, seq: Seq, num_classes: int, *, pooling: str = "last", **kwargs: Any):
         F.pool(pooling, jnp.zeros((1, 1)))  # validates the name
         self.pooling = pooling
-        p = params or {}
-        self.features = _Features(
-            seq, input_size, vocab_size, embed_size, dropout, rngs, p.get("features"),
-            deterministic,
-        )  # fmt: skip
-        self._head(p.get("head"), rngs, num_classes, lambda: self.features.out_size)
-
-    @classmethod
-    def from_params(cls, seq: Seq, num_classes: int, params: Params, **kwargs):
-        """A classifier holding ``params`` (e.g. a linen classifier's ``variables["params"]``)."""
-        return cls(seq, num_classes, params=params, **kwargs)
-
-    def params(self) -> Params:
-        """The linen layout: ``{"features": ..., "head": {"kernel", "bias"}}``."""
-        return {"features": self.features.params(), "head": self._head_params()}
+        super().__init__(seq, num_classes, **kwargs)
 
     def __call__(
         self, xs: ArrayLike, lengths: ArrayLike | None = None, *, deterministic: bool | None = None
     ) -> Array:
         """``xs: [*b, t, d]`` (or ``int[*b, t]`` tokens), ``lengths: int[*b]`` ->
         logits ``[*b, num_classes]``."""
-        ys = self.features(xs, lengths, deterministic)
-        return _dense(self._head_params(), F.pool(self.pooling, ys, lengths))
+        pool = lambda ys: F.pool(self.pooling, ys, lengths)  # noqa: E731
+        return self._logits(xs, lengths, deterministic, pool)
 
 
-class Tagger(_Head):
+class Tagger(_FeatureHead):
     """One label per step (:class:`seqjax.nn.Tagger` in NNX, with its parameter layout).
 
     Args:
@@ -321,40 +332,14 @@ class Tagger(_Head):
       deterministic: start in evaluation mode.
     """
 
-    def __init__(
-        self,
-        seq: Seq,
-        num_tags: int,
-        *,
-        input_size: int | None = None,
-        vocab_size: int | None = None,
-        embed_size: int | None = None,
-        dropout: float = 0.0,
-        rngs: nnx.Rngs | None = None,
-        params: Params | None = None,
-        deterministic: bool = False,
-    ):
-        p = params or {}
-        self.features = _Features(
-            seq, input_size, vocab_size, embed_size, dropout, rngs, p.get("features"),
-            deterministic,
-        )  # fmt: skip
-        self._head(p.get("head"), rngs, num_tags, lambda: self.features.out_size)
-
-    @classmethod
-    def from_params(cls, seq: Seq, num_tags: int, params: Params, **kwargs):
-        """A tagger holding ``params`` (e.g. a linen tagger's ``variables["params"]``)."""
-        return cls(seq, num_tags, params=params, **kwargs)
-
-    def params(self) -> Params:
-        """The linen layout: ``{"features": ..., "head": {"kernel", "bias"}}``."""
-        return {"features": self.features.params(), "head": self._head_params()}
+    def __init__(self, seq: Seq, num_tags: int, **kwargs: Any):
+        super().__init__(seq, num_tags, **kwargs)
 
     def __call__(
         self, xs: ArrayLike, lengths: ArrayLike | None = None, *, deterministic: bool | None = None
     ) -> Array:
         """``xs: [*b, t, d]`` (or ``int[*b, t]``) -> logits ``[*b, t, num_tags]``."""
-        return _dense(self._head_params(), self.features(xs, lengths, deterministic))
+        return self._logits(xs, lengths, deterministic)
 
 
 class Forecaster(_Head):
