@@ -118,5 +118,13 @@ class FileTask:
         return self.model.init(key, b["x"], b["lengths"])
 
     def train_batch(self, step, batch_size):
-        train = self.data["train"]
-        return take(train, rows(len(train["y"]), step, batch_size, self.config.seed))
+        return self.train_examples(rows(self.num_train, step, batch_size, self.config.seed))
+
+    @property
+    def num_train(self) -> int:
+        """Training examples (what differentially private sampling draws from)."""
+        return len(self.data["train"]["y"])
+
+    def train_examples(self, index: np.ndarray) -> dict:
+        """The training examples ``index``."""
+        return take(self.data["train"], index)
