@@ -210,9 +210,7 @@ def test_encoder_heads_ignore_padding_and_have_their_shapes():
     clf = TransformerClassifier(4, _config())
     v = clf.init(jax.random.key(2), xs, lengths)
     assert clf.apply(v, xs, lengths).shape == (3, 4)
-    np.testing.assert_allclose(
-        clf.apply(v, noisy, lengths), clf.apply(v, xs, lengths), **TOL
-    )
+    np.testing.assert_allclose(clf.apply(v, noisy, lengths), clf.apply(v, xs, lengths), **TOL)
     tokens = _tokens((3, 8))
     tagger = TransformerTagger(6, _config(), vocab_size=V)
     v = tagger.init(jax.random.key(2), tokens, lengths)

@@ -93,7 +93,9 @@ class TransformerConfig:
                 f"{self.model_size} and num_heads = {self.num_heads}"
             )
         if self.mlp_size is not None and (
-            isinstance(self.mlp_size, bool) or not isinstance(self.mlp_size, int) or self.mlp_size < 1
+            isinstance(self.mlp_size, bool)
+            or not isinstance(self.mlp_size, int)
+            or self.mlp_size < 1
         ):
             raise ValueError(f"mlp_size must be a positive int or None, received {self.mlp_size!r}")
         if self.positions not in POSITIONS:
@@ -258,7 +260,7 @@ def _strip_index(cache: Any) -> Any:
 def _with_index(layers: Any, index: Array) -> Any:
     flat = dict(traverse_util.flatten_dict(layers))
     for path in [p for p in flat if p[-1] == "cached_key"]:
-        flat[(*path[:-1], "cache_index")] = index
+        flat[path[:-1] + ("cache_index",)] = index
     return traverse_util.unflatten_dict(flat)
 
 
@@ -277,11 +279,11 @@ def _step_fn(
         if memory is not None and memory_valid is not None:
             nb = memory.ndim - 2
             extra = tokens.ndim - nb
-            expand = lambda x: jnp.broadcast_to(  # noqa: E731
-                jnp.expand_dims(x, tuple(range(nb, nb + extra))),
-                tokens.shape + x.shape[nb:],
+            axes = tuple(range(nb, nb + extra))
+            mem, valid = (
+                jnp.broadcast_to(jnp.expand_dims(x, axes), tokens.shape + x.shape[nb:])
+                for x in (memory, memory_valid)
             )
-            mem, valid = expand(memory), expand(memory_valid)
             mem_mask = _cross_mask(1, valid)
         index = cache.position.reshape(-1)[0] if cache.position.size else jnp.int32(0)
         logits, state = trunk.apply(
@@ -362,7 +364,9 @@ class TransformerEncoder(nn.Module):
         _check_length(t, self.config, "a sequence")
         valid = _valid(lengths, t, batch)
         trunk = _Trunk(self.config, self.vocab_size, name="trunk")
-        ys = trunk(xs, _self_mask(valid, self.causal), _positions(batch, t), None, None, deterministic)
+        ys = trunk(
+            xs, _self_mask(valid, self.causal), _positions(batch, t), None, None, deterministic
+        )
         return jnp.where(valid[..., None], ys, 0.0)
 
 
@@ -410,7 +414,9 @@ class TransformerTagger(nn.Module):
     ) -> Array:
         """``xs: [*b, t, d]`` (or ``int[*b, t]``) -> logits ``[*b, t, num_tags]``."""
         encoder = TransformerEncoder(self.config, self.vocab_size, name="encoder")
-        return nn.Dense(self.num_tags, name="head")(encoder(xs, lengths, deterministic=deterministic))
+        return nn.Dense(self.num_tags, name="head")(
+            encoder(xs, lengths, deterministic=deterministic)
+        )
 
 
 class TransformerForecaster(nn.Module):
