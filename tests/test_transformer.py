@@ -46,7 +46,7 @@ def _stepwise(model, variables, tokens):
             out.append(logits)
         return cache, jnp.stack(out, -2)
 
-    return model.apply(variables, method=run)
+    return jax.jit(lambda v: model.apply(v, method=run))(variables)
 
 
 @pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
@@ -150,7 +150,7 @@ def test_seq2seq_cached_steps_equal_teacher_forcing():
             aux.append(w)
         return jnp.stack(out, 1), jnp.stack(aux, 1)
 
-    stepped, attn = model.apply(variables, method=run)
+    stepped, attn = jax.jit(lambda v: model.apply(v, method=run))(variables)
     np.testing.assert_allclose(stepped, logits, **TOL)
     # cross-attention weights: zero on padded source positions, a distribution otherwise
     np.testing.assert_array_equal(attn[2, :, 1:], 0.0)
@@ -242,7 +242,7 @@ def test_gradients_reach_every_parameter():
         logits, _ = model.apply({"params": params}, src, src_len, tgt_in)
         return jnp.mean(jax.nn.log_softmax(logits)[..., 3])
 
-    grads = jax.grad(loss)(variables["params"])
+    grads = jax.jit(jax.grad(loss))(variables["params"])
     for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]:
         assert np.all(np.isfinite(g)), path
         assert np.any(g != 0), jax.tree_util.keystr(path)
