@@ -12,7 +12,7 @@ TYPED := seqjax/__init__.py seqjax/typing.py seqjax/cells.py seqjax/scan.py \
 	seqjax/combinators.py seqjax/attention.py seqjax/decoding.py seqjax/interop.py \
 	seqjax/nn seqjax/nnx
 
-.PHONY: venv venv-train test test-fast lint format bench train proof docs
+.PHONY: venv venv-train test test-fast lint format bench train proof compare docs
 
 $(TRAIN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ train: venv-train  ## the default experiment (dates) into runs/dates
 
 proof: venv-train  ## every experiment, then the README's results table from their summaries
 	$(PY) scripts/proof.py
+
+compare: venv-train  ## every architecture at a matched parameter budget: the README's comparison table
+	$(PY) scripts/compare.py
 
 docs: venv  ## the documentation site into site/, strict: a warning or broken reference fails
 	$(VENV)/bin/mkdocs build --strict --site-dir site

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from seqjax.typing import Array, ArrayLike, Carry, PRNGKey
 
-__all__ = ["Decoded", "beam_search", "greedy", "length_penalty", "sample"]
+__all__ = ["STRATEGIES", "Decoded", "beam_search", "decode", "greedy", "length_penalty", "sample"]
 
 StepFn = Callable[[Carry, Array], tuple[Carry, Array, Any]]
 
@@ -339,3 +339,55 @@ def beam_search(
     return Decoded(
         pick(seqs), pick(lengths), pick(log_probs), pick(scores), jax.tree.map(pick, history)
     )
+
+
+# --------------------------------------------------------------------------- by name
+
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+def decode(
+    step_fn: StepFn,
+    carry: Carry,
+    start: ArrayLike,
+    *,
+    strategy: str,
+    max_length: int,
+    beam_size: int = 4,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    key: PRNGKey | None = None,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+) -> Decoded:
+    """:func:`greedy`, :func:`sample` or :func:`beam_search` by name: what a model's
+    ``decode`` method offers, recurrent or Transformer alike.
+
+    Args:
+      step_fn: ``step_fn(carry, tokens) -> (carry, logits, aux)``.
+      carry: the initial carry, leaves ``[*b, ...]``.
+      start: ``int[*b]`` first input tokens.
+      strategy: ``"greedy"``, ``"sample"`` or ``"beam"``.
+      max_length: number of steps ``T`` (static).
+      beam_size: beams of ``"beam"``.
+      alpha: length-penalty exponent of ``"beam"``.
+      temperature: temperature of ``"sample"``.
+      top_k: top-k truncation of ``"sample"``.
+      key: PRNG key of ``"sample"`` (required there).
+      eos_id: end-of-sequence token, or ``None``.
+      pad_id: token written after the end of a sequence.
+
+    Returns:
+      The chosen function's :class:`Decoded`.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'greedy', 'sample' or 'beam', received {strategy!r}")
+    common: dict[str, Any] = dict(max_length=max_length, eos_id=eos_id, pad_id=pad_id)
+    if strategy == "greedy":
+        return greedy(step_fn, carry, start, **common)
+    if strategy == "sample":
+        if key is None:
+            raise ValueError("strategy='sample' needs a key")
+        return sample(step_fn, carry, start, key, temperature=temperature, top_k=top_k, **common)
+    return beam_search(step_fn, carry, start, beam_size=beam_size, alpha=alpha, **common)

@@ -57,7 +57,7 @@ def test_train_installs_only_the_train_extra_and_test_adds_the_rest(project):
 
 
 def test_make_train_and_proof_need_no_test_extras(project):
-    for target in ("train", "proof"):
+    for target in ("train", "proof", "compare"):
         plan = subprocess.run(
             ["make", "-n", target], cwd=project, capture_output=True, text=True, check=True
         ).stdout

@@ -10,6 +10,9 @@ lives in :mod:`seqjax` and :mod:`seqjax.nn.functional`.
   :class:`Forecaster`.
 * :class:`Seq2Seq` (:class:`Encoder`, :class:`Decoder`): teacher-forced logits, scheduled
   sampling, and :meth:`Seq2Seq.decode` (greedy, sampling, beam search).
+* The Transformer baseline (:mod:`seqjax.nn.transformer`, on Flax's attention):
+  :class:`TransformerLM`, :class:`TransformerSeq2Seq`, :class:`TransformerEncoder` and its
+  heads, decoded by the same functions with a :class:`KVCache` as the carry.
 """
 
 from seqjax.cells import CELLS
@@ -17,6 +20,16 @@ from seqjax.nn import functional
 from seqjax.nn.heads import Forecaster, LanguageModel, SequenceClassifier, Tagger
 from seqjax.nn.layers import Attention, Recurrent, make_attention
 from seqjax.nn.seq2seq import Decoder, Encoder, Seq2Seq
+from seqjax.nn.transformer import (
+    KVCache,
+    TransformerClassifier,
+    TransformerConfig,
+    TransformerEncoder,
+    TransformerForecaster,
+    TransformerLM,
+    TransformerSeq2Seq,
+    TransformerTagger,
+)
 
 __all__ = [
     "CELLS",
@@ -24,11 +37,19 @@ __all__ = [
     "Decoder",
     "Encoder",
     "Forecaster",
+    "KVCache",
     "LanguageModel",
     "Recurrent",
     "Seq2Seq",
     "SequenceClassifier",
     "Tagger",
+    "TransformerClassifier",
+    "TransformerConfig",
+    "TransformerEncoder",
+    "TransformerForecaster",
+    "TransformerLM",
+    "TransformerSeq2Seq",
+    "TransformerTagger",
     "functional",
     "make_attention",
 ]

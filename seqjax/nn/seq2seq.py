@@ -425,25 +425,21 @@ class Seq2Seq(nn.Module):
           beams, best first), ``lengths``, ``log_probs``, ``scores`` and ``aux`` = attention
           weights ``[*b, T, s]`` (``[*b, k, T, s]``; ``None`` without attention).
         """
-        if strategy not in ("greedy", "sample", "beam"):
-            raise ValueError(
-                f"strategy must be 'greedy', 'sample' or 'beam', received {strategy!r}"
-            )
-        if strategy == "sample" and key is None:
-            raise ValueError("strategy='sample' needs a key")
         src = jnp.asarray(src)
         batch = src.shape[:-1]
         enc_carry, memory = self.encode(src, src_lengths)
         carry = self.initial_carry(enc_carry, batch)
-        step_fn = self.decoder.step_fn(memory, src_lengths)
-        start = jnp.full(batch, self.bos_id, jnp.int32)
-        common: dict[str, Any] = dict(max_length=max_length, eos_id=self.eos_id, pad_id=self.pad_id)
-        if strategy == "greedy":
-            return decoding.greedy(step_fn, carry, start, **common)
-        if strategy == "sample":
-            return decoding.sample(
-                step_fn, carry, start, key, temperature=temperature, top_k=top_k, **common
-            )
-        return decoding.beam_search(
-            step_fn, carry, start, beam_size=beam_size, alpha=alpha, **common
+        return decoding.decode(
+            self.decoder.step_fn(memory, src_lengths),
+            carry,
+            jnp.full(batch, self.bos_id, jnp.int32),
+            strategy=strategy,
+            max_length=max_length,
+            beam_size=beam_size,
+            alpha=alpha,
+            temperature=temperature,
+            top_k=top_k,
+            key=key,
+            eos_id=self.eos_id,
+            pad_id=self.pad_id,
         )

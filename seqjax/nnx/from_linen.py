@@ -34,6 +34,11 @@ def _fields(module: Any) -> dict[str, Any]:
     }
 
 
+def has_twin(module: Any) -> bool:
+    """Whether :func:`from_linen` has an NNX module for ``module``."""
+    return isinstance(module, linen.Recurrent) or type(module) in _TWINS
+
+
 def from_linen(
     module: Any,
     params: Params,

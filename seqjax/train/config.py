@@ -26,5 +26,14 @@ def base_config() -> ConfigDict:
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
     config.model = ConfigDict()  # the experiment's model fields, and:
     config.model.api = "linen"  # linen (seqjax.nn) or nnx (seqjax.nnx): the same params
+    config.model.arch = "rnn"  # rnn (config.model.cell and its fields) or transformer
+    config.model.transformer = ConfigDict()  # the fields of arch = transformer
+    config.model.transformer.layers = 2  # blocks in the encoder and in the decoder
+    config.model.transformer.heads = 4  # attention heads
+    config.model.transformer.model_size = 128  # width of each position (divisible by heads)
+    config.model.transformer.mlp_size = 0  # hidden units of each block's MLP; 0: 4 * model_size
+    config.model.transformer.dropout = 0.0  # on embeddings, attention weights and sublayers
+    config.model.transformer.positions = "sinusoidal"  # sinusoidal or learned
+    config.model.transformer.max_length = 0  # most positions; 0: the task's longest sequence
     config.data = ConfigDict()  # the experiment's data fields
     return config

@@ -10,12 +10,12 @@ from seqjax.train.tasks.base import (
     TEST_SEED,
     VAL_SEED,
     Accumulator,
+    build_model,
     build_seq,
     check_split,
     chunks,
     describe_model,
     step_seed,
-    with_api,
 )
 
 
@@ -28,7 +28,7 @@ class AddingTask:
 
     def __init__(self, config):
         from seqjax.data import make_adding
-        from seqjax.nn import SequenceClassifier
+        from seqjax.nn import SequenceClassifier, TransformerClassifier
 
         self.config = config
         self._make = make_adding
@@ -37,9 +37,11 @@ class AddingTask:
             "val": make_adding(d.n_val, d.length, seed=VAL_SEED + config.seed),
             "test": make_adding(d.n_test, d.length, seed=TEST_SEED + config.seed),
         }
-        self.model = with_api(
+        self.model = build_model(
             config.model,
-            SequenceClassifier(build_seq(config.model), num_classes=1, pooling="last"),
+            rnn=lambda: SequenceClassifier(build_seq(config.model), num_classes=1, pooling="last"),
+            transformer=lambda c: TransformerClassifier(1, c, pooling="mean"),
+            max_length=d.length,
         )
         self._eval = jax.jit(self._mse)
 

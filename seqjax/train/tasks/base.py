@@ -9,7 +9,7 @@ checkpoints, and on ``"test"`` once, at the end, with the best-validation parame
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -161,7 +161,16 @@ def with_api(m: ConfigDict, module: Any) -> Any:
     api = m.get("api", "linen")
     if api not in APIS:
         raise ValueError(f"config.model.api must be one of {APIS}, received {api!r}")
-    return module if api == "linen" else NnxModel(module)
+    if api == "linen":
+        return module
+    from seqjax.nnx.from_linen import has_twin
+
+    if not has_twin(module):
+        raise ValueError(
+            f"config.model.api = 'nnx' has no NNX twin of {type(module).__name__} (the "
+            "recurrent models have one); use config.model.api = 'linen'"
+        )
+    return NnxModel(module)
 
 
 class NnxModel:
@@ -209,8 +218,54 @@ class NnxModel:
         return fn(*args, **kwargs)
 
 
+ARCHS = ("rnn", "transformer")
+
+
+def transformer_config(m: ConfigDict, max_length: int):
+    """The :class:`seqjax.nn.TransformerConfig` of ``config.model.transformer``; its
+    ``max_length`` is the task's longest sequence unless the config sets one."""
+    from seqjax.nn import TransformerConfig
+
+    t = m.transformer
+    try:
+        return TransformerConfig(
+            model_size=t.model_size,
+            num_layers=t.layers,
+            num_heads=t.heads,
+            mlp_size=t.mlp_size or None,
+            max_length=t.max_length or max_length,
+            positions=t.positions,
+            dropout=t.dropout,
+        )
+    except ValueError as e:
+        raise ValueError(f"config.model.transformer: {e}") from None
+
+
+def arch(m: ConfigDict) -> str:
+    """``config.model.arch``, checked (``"rnn"`` when the config has no such field)."""
+    name = m.get("arch", "rnn")
+    if name not in ARCHS:
+        raise ValueError(f"config.model.arch must be one of {ARCHS}, received {name!r}")
+    return name
+
+
+def build_model(
+    m: ConfigDict, *, rnn: Callable[[], Any], transformer: Callable[[Any], Any], max_length: int
+) -> Any:
+    """The task's model for ``config.model.arch``: ``rnn()`` (which reads
+    ``config.model.cell`` and its fields), or ``transformer(TransformerConfig)`` for
+    sequences of at most ``max_length`` positions; for ``config.model.api``
+    (:func:`with_api`)."""
+    module = rnn() if arch(m) == "rnn" else transformer(transformer_config(m, max_length))
+    return with_api(m, module)
+
+
 def describe_model(m: dict) -> str:
-    """``"bi-lstm 128 x 2"``: the README's short name of a recurrent model config."""
+    """``"bi-lstm 128 x 2"`` or ``"transformer 128 x 2, 4 heads"``: the README's short name
+    of a model config."""
+    if m.get("arch", "rnn") == "transformer":
+        t = m["transformer"]
+        return f"transformer {t['model_size']} x {t['layers']}, {t['heads']} heads"
     cell = f"bi-{m['cell']}" if m.get("bidirectional") else m["cell"]
     layers = m.get("layers", 1)
     return f"{cell} {m['hidden_size']}" + (f" x {layers}" if layers > 1 else "")

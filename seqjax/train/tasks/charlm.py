@@ -9,7 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax.train import losses
-from seqjax.train.tasks.base import Accumulator, build_seq, check_split, describe_model, with_api
+from seqjax.train.tasks.base import (
+    Accumulator,
+    arch,
+    build_model,
+    build_seq,
+    check_split,
+    describe_model,
+)
 
 EVAL_STREAMS = 16  # parallel streams of held-out text, each carrying its state
 
@@ -23,7 +30,7 @@ class CharLMTask:
 
     def __init__(self, config):
         from seqjax.data import CharVocab, default_corpus, load_text, split_text
-        from seqjax.nn import LanguageModel
+        from seqjax.nn import LanguageModel, TransformerLM
 
         self.config = config
         d, m = config.data, config.model
@@ -49,16 +56,23 @@ class CharLMTask:
                 )
         self.vocab = CharVocab.from_text(self.train_text)
         self.train_ids = self.vocab.encode_array(self.train_text)
-        self.model = with_api(
-            config.model,
-            LanguageModel(
+        self.model = build_model(
+            m,
+            rnn=lambda: LanguageModel(
                 len(self.vocab),
                 m.embed_size,
                 build_seq(m),
                 tie_embeddings=m.tie_embeddings,
                 dropout=m.dropout,
             ),
+            transformer=lambda c: TransformerLM(len(self.vocab), c),
+            max_length=d.seq_len,
         )
+        # Held-out text is read in chunks that carry state: a recurrent model its carry,
+        # the Transformer the previous tokens, up to its max_length positions; its chunks are
+        # half a window, so each character sees between half and a whole window of context.
+        self.window = None if arch(m) == "rnn" else self.model.config.max_length
+        self.eval_len = d.seq_len if self.window is None else max(self.window // 2, 1)
         self.stateful = self.model.clone(return_carry=True)
         self._eval_chunk = jax.jit(self._chunk_nats)
 
@@ -102,7 +116,7 @@ class CharLMTask:
 
         ids = self.vocab.encode_array(self.texts[check_split(split)])
         carry, acc = None, Accumulator()
-        for b in lm_eval_batches(ids, EVAL_STREAMS, self.config.data.seq_len):
+        for b in lm_eval_batches(ids, EVAL_STREAMS, self.eval_len):
             carry, nats = self._eval_chunk(params, carry, b["x"], b["y"], b["mask"])
             acc.add("bits_per_char", float(nats) / math.log(2), b["mask"].sum())
         return acc.means()
@@ -113,16 +127,20 @@ class CharLMTask:
         d = self.config.data
         ngram, _ = fit_best_ngram(self.train_text, self.texts["val"], d.max_ngram_order)
         test = self.texts["test"]
-        prompt = self.vocab.encode_array(test[:64])[None]
+        shown, length = 64, d.sample_chars
+        if self.window is not None:  # a Transformer samples within its positions
+            shown = min(shown, max(self.window // 2, 1))
+            length = min(length, self.window - shown + 1)
+        prompt = self.vocab.encode_array(test[:shown])[None]
         out = self.model.apply(
             params,
             prompt,
             jax.random.PRNGKey(self.config.seed),
-            max_length=d.sample_chars,
+            max_length=length,
             temperature=0.8,
             method="generate",
         )
-        sample = test[:64] + self.vocab.decode(np.asarray(out.tokens)[0])
+        sample = test[:shown] + self.vocab.decode(np.asarray(out.tokens)[0])
         return {
             "baselines": {f"ngram_order{ngram.order}_bits_per_char": ngram.bits_per_char(test)},
             "examples": sample.splitlines(),

@@ -14,11 +14,11 @@ import optax
 from seqjax.train import plots
 from seqjax.train.tasks.base import (
     Accumulator,
+    build_model,
     build_seq,
     check_split,
     chunks,
     describe_model,
-    with_api,
 )
 from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
@@ -32,7 +32,7 @@ class ClassifyTask(FileTask):
 
     def __init__(self, config):
         from seqjax.data import Labels
-        from seqjax.nn import SequenceClassifier
+        from seqjax.nn import SequenceClassifier, TransformerClassifier
 
         self.config = config
         d, m = config.data, config.model
@@ -52,14 +52,16 @@ class ClassifyTask(FileTask):
             }
             for k, p in self.parts.items()
         }
-        self.model = with_api(
-            config.model,
-            SequenceClassifier(
-                build_seq(m),
-                num_classes=len(self.labels),
-                pooling=m.pooling,
-                **self.inputs.head_options(m),
+        k = len(self.labels)
+        self.model = build_model(
+            m,
+            rnn=lambda: SequenceClassifier(
+                build_seq(m), num_classes=k, pooling=m.pooling, **self.inputs.head_options(m)
             ),
+            transformer=lambda c: TransformerClassifier(
+                k, c, pooling=m.pooling, vocab_size=self.inputs.vocab_size
+            ),
+            max_length=self.inputs.max_length,
         )
         self._eval = jax.jit(self._logits)
 

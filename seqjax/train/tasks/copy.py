@@ -10,12 +10,12 @@ from seqjax.train.tasks.base import (
     TEST_SEED,
     VAL_SEED,
     Accumulator,
+    build_model,
     build_seq,
     check_split,
     chunks,
     describe_model,
     step_seed,
-    with_api,
 )
 
 
@@ -28,7 +28,7 @@ class CopyTask:
 
     def __init__(self, config):
         from seqjax.data import COPY_VOCAB
-        from seqjax.nn import Tagger
+        from seqjax.nn import Tagger, TransformerLM
 
         self.config = config
         d = config.data
@@ -37,11 +37,14 @@ class CopyTask:
             "test": self._make(d.n_test, TEST_SEED + config.seed),
         }
         m = config.model
-        self.model = with_api(
-            config.model,
-            Tagger(
+        self.model = build_model(
+            m,
+            rnn=lambda: Tagger(
                 build_seq(m), num_tags=COPY_VOCAB, vocab_size=COPY_VOCAB, embed_size=m.embed_size
             ),
+            # a causal reader: the logits at each position over the same symbols
+            transformer=lambda c: TransformerLM(COPY_VOCAB, c),
+            max_length=self.splits["test"]["x"].shape[-1],
         )
         self._eval = jax.jit(self._metrics)
 

@@ -93,6 +93,7 @@ class Inputs:
                     row[: len(words)] = self.vocab.encode_tokens(words)
                 self.arrays[k] = ids
             self.vocab_size = len(self.vocab)
+        self.max_length = max(a.shape[1] for a in self.arrays.values())
 
     def head_options(self, m) -> dict:
         """The embedding and dropout fields of a :mod:`seqjax.nn` head for these inputs."""

@@ -14,6 +14,7 @@ import numpy as np
 from seqjax.train import losses, plots
 from seqjax.train.tasks.base import (
     Accumulator,
+    build_model,
     build_seq,
     check_examples,
     check_split,
@@ -21,7 +22,6 @@ from seqjax.train.tasks.base import (
     describe_model,
     rows,
     take,
-    with_api,
 )
 
 
@@ -60,7 +60,7 @@ class ForecastTask:
 
     def __init__(self, config):
         from seqjax.data import prepare_series, series_baselines
-        from seqjax.nn import Forecaster
+        from seqjax.nn import Forecaster, TransformerForecaster
 
         self.config = config
         d = config.data
@@ -80,9 +80,11 @@ class ForecastTask:
         # fails before training rather than after it.
         self.baselines = series_baselines(self.data, p=d.ar_order, season=d.season or None)
         self.splits = {"val": self.data.valid, "test": self.data.test}
-        self.model = with_api(
+        self.model = build_model(
             config.model,
-            Forecaster(build_seq(config.model), features=1, horizon=d.horizon),
+            rnn=lambda: Forecaster(build_seq(config.model), features=1, horizon=d.horizon),
+            transformer=lambda c: TransformerForecaster(1, c, horizon=d.horizon),
+            max_length=d.window,
         )
         self._predict = jax.jit(self._forward)
 

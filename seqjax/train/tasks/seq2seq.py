@@ -19,12 +19,13 @@ from seqjax.train import losses, plots
 from seqjax.train.tasks.base import (
     Accumulator,
     arrays,
+    build_model,
     check_examples,
     check_split,
     chunks,
+    describe_model,
     rows,
     take,
-    with_api,
 )
 
 
@@ -47,7 +48,7 @@ class Seq2SeqTask:
     def __init__(
         self, config: ConfigDict, train, val, test, src_vocab, tgt_vocab, *, bleu=False, words=False
     ):
-        from seqjax.nn import Seq2Seq
+        from seqjax.nn import Seq2Seq, TransformerSeq2Seq
 
         self.name = config.task or self.name
         self.config = config
@@ -57,9 +58,11 @@ class Seq2SeqTask:
         self.words = words
         check_examples(len(train["src"]), config.batch_size, f"the {self.name} task")
         m = config.model
-        self.model = with_api(
-            config.model,
-            Seq2Seq(
+        ids = dict(pad_id=src_vocab.PAD, bos_id=tgt_vocab.BOS, eos_id=tgt_vocab.EOS)
+        self.max_length = max(d["tgt"].shape[1] for d in (train, val, test))
+        self.model = build_model(
+            m,
+            rnn=lambda: Seq2Seq(
                 src_vocab=len(src_vocab),
                 tgt_vocab=len(tgt_vocab),
                 embed_size=m.embed_size,
@@ -69,12 +72,11 @@ class Seq2SeqTask:
                 bidirectional=m.bidirectional,
                 attention=m.attention,
                 dropout=m.dropout,
-                pad_id=src_vocab.PAD,
-                bos_id=tgt_vocab.BOS,
-                eos_id=tgt_vocab.EOS,
+                **ids,
             ),
+            transformer=lambda c: TransformerSeq2Seq(len(src_vocab), len(tgt_vocab), c, **ids),
+            max_length=max(d[k].shape[1] for d in (train, val, test) for k in ("src", "tgt")),
         )
-        self.max_length = max(d["tgt"].shape[1] for d in (train, val, test))
         self._decode = jax.jit(self._decode_fn)
         self._eval_sums = jax.jit(self._sums_fn)
 
@@ -179,6 +181,8 @@ class Seq2SeqTask:
         m, ev = s["config"]["model"], s["eval"]
         enc = f"bi-{m['cell']}" if m["bidirectional"] else m["cell"]
         what = f"{enc} encoder, {m['cell']} {m['hidden_size']} decoder, {m['attention']} attention"
+        if m.get("arch", "rnn") == "transformer":
+            what = f"encoder-decoder {describe_model(m)}"
         metric = f"exact match {ev['exact_match']:.2%}, CER {ev['cer']:.4f}"
         if "bleu" in ev:
             metric += f", BLEU {ev['bleu']:.1f}"

@@ -14,11 +14,11 @@ import numpy as np
 from seqjax.train import losses
 from seqjax.train.tasks.base import (
     Accumulator,
+    build_model,
     build_seq,
     check_split,
     chunks,
     describe_model,
-    with_api,
 )
 from seqjax.train.tasks.files import FileTask, Inputs, split_sequences
 
@@ -37,7 +37,7 @@ class TagTask(FileTask):
 
     def __init__(self, config):
         from seqjax.data import Labels
-        from seqjax.nn import Tagger
+        from seqjax.nn import Tagger, TransformerTagger
 
         self.config = config
         d, m = config.data, config.model
@@ -58,13 +58,12 @@ class TagTask(FileTask):
                 "lengths": p.lengths.astype(np.int32),
                 "y": y,
             }
-        self.model = with_api(
-            config.model,
-            Tagger(
-                build_seq(m),
-                num_tags=len(self.labels),
-                **self.inputs.head_options(m),
-            ),
+        k = len(self.labels)
+        self.model = build_model(
+            m,
+            rnn=lambda: Tagger(build_seq(m), num_tags=k, **self.inputs.head_options(m)),
+            transformer=lambda c: TransformerTagger(k, c, vocab_size=self.inputs.vocab_size),
+            max_length=self.inputs.max_length,
         )
         self._eval = jax.jit(self._logits)
 

@@ -1,0 +1,85 @@
+"""``scripts/compare.py`` (``make compare``): matched budgets, and a table and a plot whose
+every row comes from a run."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+import compare  # noqa: E402
+
+
+def test_budgets_match_within_a_few_percent():
+    config = compare.base_config("adding", 2, quick=True)
+    budget = compare.param_count(compare.sized(config, "lstm", 32))
+    counts: dict = {}
+    for arch in ("gru", "simple_rnn", "transformer"):
+        size, mlp, params = compare.match_budget(config, arch, budget, counts)
+        assert size % (4 if arch == "transformer" else compare.GRID) == 0
+        assert (mlp > 0) == (arch == "transformer")
+        assert abs(params - budget) / budget < 0.03, (arch, size, params, budget)
+        assert params == compare.param_count(compare.sized(config, arch, size, mlp))
+
+
+@pytest.mark.slow  # trains two models end to end (about 20 s on an idle 2-core CPU)
+def test_quick_comparison_writes_the_table_and_plot_from_the_runs(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n\n<!-- compare:start -->\nold\n<!-- compare:end -->\nafter\n")
+    png = tmp_path / "compare.png"
+    compare.main(
+        [
+            "--quick",
+            "--tasks",
+            "adding",
+            "--archs",
+            "lstm",
+            "transformer",
+            "--steps",
+            "3",
+            "--workdir",
+            str(tmp_path / "runs"),
+            "--readme",
+            str(readme),
+            "--plot",
+            str(png),
+        ]
+    )
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n") and text.endswith("after\n") and "old" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| adding |")]
+    assert len(rows) == 2
+    for line, arch in zip(rows, ("lstm", "transformer")):
+        run = tmp_path / "runs" / "adding" / arch
+        summary = json.loads((run / "summary.json").read_text())
+        record = json.loads((run / "compare.json").read_text())
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == arch
+        assert cells[3] == f"{record['params']:,}"
+        assert cells[4] == f"test MSE {summary['eval']['mse']:.3g}"
+        assert cells[8] == str(summary["step"]) == "3"
+        assert float(cells[5]) == pytest.approx(record["step_ms"], abs=0.06)
+        assert record["step_ms"] > 0
+    assert "transformer 8" in rows[1] or re.search(r"transformer \d+ x 2", rows[1])
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # compiles and times four decodings
+def test_generation_cost_reports_a_growing_cache_against_a_fixed_carry():
+    config = compare.base_config("charlm", 2, quick=True)
+    lstm = compare.generation_cost(compare.sized(config, "lstm", 16), context=16, new=4)
+    tf = compare.generation_cost(compare.sized(config, "transformer", 16), context=16, new=4)
+    longer = compare.generation_cost(compare.sized(config, "transformer", 16), context=48, new=4)
+    assert lstm["state_bytes"] == 2 * 16 * 4  # h and c of one sequence, float32
+    # the KV cache: keys and values of 2 layers, (context + new + 1) positions, 16 wide,
+    # and the position (int32)
+    assert tf["state_bytes"] == 2 * 2 * (16 + 4 + 1) * 16 * 4 + 4
+    assert longer["state_bytes"] > tf["state_bytes"]
+    assert lstm["ms_per_token"] >= 0 and tf["ms_per_token"] >= 0
