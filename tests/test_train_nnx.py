@@ -74,3 +74,10 @@ def test_nnx_model_drops_out_with_the_steps_key():
 def test_unknown_api_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"config.model.api must be one of \('linen', 'nnx'\)"):
         train_and_evaluate(small_config("adding", **{"model.api": "haiku"}), tmp_path)
+
+
+def test_nnx_api_names_models_without_a_twin():
+    with pytest.raises(ValueError, match="no NNX twin of TransformerClassifier"):
+        train_and_evaluate(
+            small_config("adding", **{"model.api": "nnx", "model.arch": "transformer"}), "unused"
+        )
