@@ -76,8 +76,7 @@ def test_unknown_api_is_a_clear_error(tmp_path):
         train_and_evaluate(small_config("adding", **{"model.api": "haiku"}), tmp_path)
 
 
-def test_nnx_api_names_models_without_a_twin():
+def test_nnx_api_names_models_without_a_twin(tmp_path):
+    config = small_config("adding", **{"model.api": "nnx", "model.arch": "transformer"})
     with pytest.raises(ValueError, match="no NNX twin of TransformerClassifier"):
-        train_and_evaluate(
-            small_config("adding", **{"model.api": "nnx", "model.arch": "transformer"}), "unused"
-        )
+        train_and_evaluate(config, tmp_path)
