@@ -21,9 +21,12 @@ def base_config() -> ConfigDict:
     config.eval_every = 500  # steps between validation evaluations (each saves a checkpoint)
     config.patience = 0  # stop after this many evaluations without improvement; 0: never
     config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best on validation
+    config.async_checkpoints = True  # write checkpoints while training goes on (Orbax async)
+    config.dtype = "float32"  # compute dtype of the model: float32, or bfloat16 (float32 params)
     config.resume = "auto"  # auto, strict (no fallback past a bad checkpoint) or fresh (start over)
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
     config.model = ConfigDict()  # the experiment's model fields
     config.data = ConfigDict()  # the experiment's data fields
+    config.data.prefetch = 2  # training batches built and placed on the devices ahead of use
     return config
