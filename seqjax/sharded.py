@@ -43,7 +43,8 @@ def check_time_shards(time_shards) -> tuple[Mesh, str]:
         )
     if axis not in mesh.axis_names:
         raise ValueError(
-            f"time_shards[1] must be an axis of the mesh {tuple(mesh.axis_names)}, received {axis!r}"
+            f"time_shards[1] must be an axis of the mesh {tuple(mesh.axis_names)}, "
+            f"received {axis!r}"
         )
     return mesh, axis
 

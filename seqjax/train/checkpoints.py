@@ -164,7 +164,8 @@ class Checkpoints:
             saved_params = saved["params"] if isinstance(saved, dict) else saved.params
         except Exception:  # noqa: BLE001 - unreadable metadata shows up as a failed restore
             return
-        old, new = _shapes(saved_params), _shapes(like.params)
+        like_params = like["params"] if isinstance(like, dict) else like.params
+        old, new = _shapes(saved_params), _shapes(like_params)
         diffs = [
             f"  params{k}: checkpoint {old.get(k, 'absent')}, this config {new.get(k, 'absent')}"
             for k in sorted(set(old) | set(new))
