@@ -31,12 +31,20 @@ independent ops side by side), so they can exceed the wall time per call, which 
 with and without the profiler (its overhead). With torch among the peers, torch's top ops
 for the same case (``torch.profiler``, self CPU time) follow.
 
+A trainer section compares the examples per second of ``train_and_evaluate`` (its logged
+windows after the first, which holds the compilation) with a bare Python loop of the same
+jitted step over the same batches already on the device, times the step in bfloat16
+against float32, and times how long a checkpoint save blocks the loop, with Orbax writing
+synchronously and asynchronously (the median of a few saves, the next save only once the
+previous one is written).
+
 A long-sequence section reports the peak memory of the LSTM train step for growing ``t``,
 with and without ``remat``, from the compiled executable's memory analysis (no run needed).
 
 Usage::
 
-    python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--profile] [--lengths]
+    python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--no-trainer]
+        [--profile] [--lengths]
 
 Needs only jax, flax, torch and numpy. On a machine with CUDA, torch runs on the GPU
 (cuDNN) and jax on its default backend.
@@ -375,6 +383,125 @@ def run_long(t: int, remat, batch: int, input_size: int, hidden: int) -> dict:
 # --------------------------------------------------------------------------- profile
 
 
+# --------------------------------------------------------------------------- trainer
+
+TRAINER_CONFIG = {"num_steps": 150, "log_every": 50, "batch_size": 64}  # the dates experiment
+QUICK_TRAINER_CONFIG = {"num_steps": 12, "log_every": 4, "batch_size": 8}
+CHECKPOINT_SAVES = 5  # saves timed per mode (after one untimed)
+
+
+def _trainer_setup(quick: bool, dtype: str | None = None):
+    """The config, task, jitted loop step and initial state of the trainer rows."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from configs.dates import get_config
+    from seqjax.train import loop, make_optimizer
+    from seqjax.train.tasks import make_task
+
+    config = get_config()
+    config.update(QUICK_TRAINER_CONFIG if quick else TRAINER_CONFIG)
+    config.update(progress_bar=False, tensorboard=False)
+    config.eval_every = config.num_steps
+    if quick:
+        config.model.update(hidden_size=8, embed_size=8)
+        config.data.update(n_train=200, n_test=40, n_examples=2)
+    if dtype:
+        config.dtype = dtype
+    task = make_task(config)
+    tx = make_optimizer(config)
+    step = loop.make_loop_step(loop.make_train_step(task, tx, dtype=dtype))
+    params = task.init(jax.random.PRNGKey(0))
+    state = loop.TrainState(
+        jnp.zeros((), jnp.int32), params, tx.init(params), jax.random.PRNGKey(1)
+    )
+    return config, task, jax.jit(step), state, loop._healthy()
+
+
+def _bare_loop(step, state, health, batches) -> float:
+    """Seconds for the jitted step over device-resident batches, one read at the end."""
+    start = time.perf_counter()
+    for batch in batches:
+        state, health, metrics = step(state, health, batch)
+    jax.block_until_ready((state, metrics))
+    return time.perf_counter() - start
+
+
+def run_trainer(quick: bool) -> dict:
+    """``train_and_evaluate``'s training throughput against a bare loop of the same jitted
+    step on the same batches; bfloat16 against float32 step time; the time a checkpoint
+    write blocks the loop, synchronous against asynchronous."""
+    from seqjax.train import train_and_evaluate
+    from seqjax.train.checkpoints import Checkpoints
+    from seqjax.train.writers import read_metrics
+
+    config, task, step, state, health = _trainer_setup(quick)
+    n, log_every, bs = config.num_steps, config.log_every, config.batch_size
+    with tempfile.TemporaryDirectory() as tmp:
+        train_and_evaluate(config, os.path.join(tmp, "run"), task=task)
+        # The first window holds the compilation; the others are steady training.
+        trained = [
+            r["examples_per_s"]
+            for r in read_metrics(os.path.join(tmp, "run"))
+            if r["split"] == "train" and r["step"] > log_every
+        ]
+    batches = [jax.device_put(task.train_batch(s, bs)) for s in range(n)]
+    _bare_loop(step, state, health, batches[:log_every])  # compilation
+    bare_s = _bare_loop(step, state, health, batches[log_every:])
+    bare = (n - log_every) * bs / bare_s
+    trainer = statistics.mean(trained)
+
+    step_ms = {}
+    for dtype in ("float32", "bfloat16"):
+        _, _, fn, st, hl = _trainer_setup(quick, None if dtype == "float32" else dtype)
+        few = batches[: max(4, log_every // 2)]
+        _bare_loop(fn, st, hl, few[:1])
+        step_ms[dtype] = 1e3 * min(_bare_loop(fn, st, hl, few) for _ in range(3)) / len(few)
+
+    blocked_ms: dict[str, dict] = {}
+    big = {"w": jnp.ones((4 if quick else 64, 2**18), jnp.float32)}  # 4 MiB / 64 MiB
+    for label, tree in (("dates state", state), (f"{big['w'].nbytes >> 20} MiB array", big)):
+        blocked_ms[label] = {}
+        for mode in ("sync", "async"):
+            with tempfile.TemporaryDirectory() as tmp:
+                ckpt = Checkpoints(tmp, keep=2, async_save=mode == "async")
+                times = []
+                for i in range(CHECKPOINT_SAVES + 1):
+                    start = time.perf_counter()
+                    ckpt.save(i + 1, tree)
+                    times.append(1e3 * (time.perf_counter() - start))
+                    ckpt.wait()
+                ckpt.close()
+            blocked_ms[label][mode] = statistics.median(times[1:])
+    return {
+        "task": "dates",
+        "batch_size": bs,
+        "steps": n,
+        "trainer_examples_per_s": trainer,
+        "bare_examples_per_s": bare,
+        "ratio": trainer / bare,
+        "step_ms": step_ms,
+        "bf16_over_f32": step_ms["bfloat16"] / step_ms["float32"],
+        "checkpoint_blocked_ms": blocked_ms,
+    }
+
+
+def _trainer_text(row: dict) -> list[str]:
+    lines = [
+        "",
+        f"Trainer ({row['task']}, batch {row['batch_size']}, {row['steps']} steps): "
+        f"train_and_evaluate {row['trainer_examples_per_s']:.0f} examples/s, a bare loop of "
+        f"the same jitted step on the same batches {row['bare_examples_per_s']:.0f}: "
+        f"ratio {row['ratio']:.3f} (target >= 0.95). Step time float32 "
+        f"{row['step_ms']['float32']:.2f} ms, bfloat16 {row['step_ms']['bfloat16']:.2f} ms "
+        f"({row['bf16_over_f32']:.2f}x).",
+        "",
+        "| checkpoint of | sync: loop blocked ms | async: loop blocked ms |",
+        "|---|---|---|",
+    ]
+    for label, ms in row["checkpoint_blocked_ms"].items():
+        lines.append(f"| {label} | {ms['sync']:.1f} | {ms['async']:.1f} |")
+    return lines
+
+
 def _op_category(name: str) -> str:
     """Category of an XLA CPU op from its HLO name; "matmuls" before the per-step split.
 
@@ -596,6 +723,8 @@ def markdown(result: dict) -> str:
                 f"{run['run_ms'] / 1e3:.1f} s per step (first call {run['first_call_ms'] / 1e3:.1f}"
                 f" s), process peak RSS {run['process_max_rss_bytes'] / 2**30:.2f} GiB.",
             ]
+    if result.get("trainer"):
+        lines += _trainer_text(result["trainer"])
     if result.get("profile"):
         lines += ["", "Where the seqjax time goes (XLA's CPU profiler), per case:", "", "```"]
         for row in result["profile"]:
@@ -660,6 +789,7 @@ def parse_args(argv=None):
         "--torch-threads", type=int, default=None, help="torch threads (default: all cores)"
     )
     p.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    p.add_argument("--no-trainer", action="store_true", help="skip the trainer section")
     p.add_argument(
         "--profile", action="store_true", help="profile seqjax (and torch) on the selected cases"
     )
@@ -715,6 +845,8 @@ def main(argv=None) -> dict:
         result["memory"] = run_memory(times, variants, b, d, h)
         if args.memory_run:
             result["long_run"] = run_long(max(times), "sqrt", b, d, h)
+    if not args.no_trainer:
+        result["trainer"] = run_trainer(args.quick)
     print(markdown(result))
     if args.out:
         with open(args.out, "w") as f:

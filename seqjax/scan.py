@@ -75,6 +75,7 @@ def recurrent(
     unroll: int | bool = 1,
     remat: Remat = None,
     parallel: bool = False,
+    time_shards: Any = None,
 ) -> Seq:
     """Turns a cell into a :class:`Seq` that runs it over whole sequences.
 
@@ -93,6 +94,9 @@ def recurrent(
       parallel: run the recurrence as an associative scan (O(log t) depth). Needs a cell
         with ``coefficients`` (linear in its carry, such as :func:`~seqjax.min_gru`);
         gives the same numbers as the sequential scan up to float rounding.
+      time_shards: with ``parallel``, a ``(jax.sharding.Mesh, axis name)`` pair: the time
+        axis is split over that mesh axis, each device scans its chunk and the chunks'
+        carries are combined across devices (:func:`seqjax.sharded.linear_scan`).
 
     Returns:
       A :class:`Seq` whose ``init`` and ``initial_carry`` are the cell's.
@@ -104,6 +108,12 @@ def recurrent(
         raise ValueError("parallel=True needs a cell with coefficients (linear in its carry)")
     if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive int or a bool, received {unroll!r}")
+    if time_shards is not None:
+        from seqjax.sharded import check_time_shards
+
+        if not parallel:
+            raise ValueError("time_shards needs parallel=True (a cell linear in its carry)")
+        check_time_shards(time_shards)
     apply = functools.partial(
         _recurrent_apply,
         cell,
@@ -112,6 +122,7 @@ def recurrent(
         unroll=unroll,
         remat=remat,
         parallel=bool(parallel),
+        time_shards=time_shards,
     )
     return Seq(cell.init, cell.initial_carry, apply)
 
@@ -265,6 +276,7 @@ def _recurrent_apply(
     unroll: int | bool,
     remat: Remat,
     parallel: bool,
+    time_shards: Any = None,
 ) -> tuple[Carry, Array]:
     del key  # a plain recurrent layer is deterministic
     xs = jnp.asarray(xs)
@@ -282,7 +294,9 @@ def _recurrent_apply(
         # and adds exact zeros to every gradient, on every path.
         valid = step_mask(jnp.arange(t), lengths)
         xs_t = jnp.where(valid[..., None], xs_t, jnp.zeros((), xs_t.dtype))
-    run = _parallel_scan if parallel else _sequential_scan
+    run = (
+        functools.partial(_parallel_scan, time_shards=time_shards) if parallel else _sequential_scan
+    )
     carry, ys_t = run(
         cell, params, xs_t, carry0, lengths, resets, reverse=reverse, unroll=unroll, remat=remat
     )
@@ -378,6 +392,7 @@ def _parallel_scan(
     reverse: bool,
     unroll: int | bool,
     remat: Remat,
+    time_shards: Any = None,
 ) -> tuple[Array, Array]:
     """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``."""
     del unroll, remat
@@ -400,12 +415,17 @@ def _parallel_scan(
         a2, b2 = later
         return a1 * a2, a2 * b1 + b2
 
-    if reverse:
-        a, b = a[::-1], b[::-1]
-    a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0)
-    hs = a_cum * h0 + b_cum
-    if reverse:
-        hs = hs[::-1]
+    if time_shards is not None:
+        from seqjax.sharded import linear_scan
+
+        hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
+    else:
+        if reverse:
+            a, b = a[::-1], b[::-1]
+        a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0)
+        hs = a_cum * h0 + b_cum
+        if reverse:
+            hs = hs[::-1]
     carry = hs[0] if reverse else hs[-1]
     ys = hs if valid is None else jnp.where(valid, hs, 0.0)
     return carry, ys

@@ -84,7 +84,16 @@ def test_parse_args_defaults(bench):
 
 def test_quick_profile(bench, tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--quick", "--cells", "simple_rnn", "--profile", "--no-memory", "--out", str(out)]
+    argv = [
+        "--quick",
+        "--cells",
+        "simple_rnn",
+        "--profile",
+        "--no-memory",
+        "--no-trainer",
+        "--out",
+        str(out),
+    ]
     result = bench.main(argv)
     saved = json.loads(out.read_text())
     for row in saved["speed"]:
@@ -114,7 +123,16 @@ def test_padded_lengths(bench):
 
 def test_quick_lengths(bench, tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["--quick", "--cells", "lstm", "--lengths", "--no-memory", "--out", str(out)]
+    argv = [
+        "--quick",
+        "--cells",
+        "lstm",
+        "--lengths",
+        "--no-memory",
+        "--no-trainer",
+        "--out",
+        str(out),
+    ]
     result = bench.main(argv)
     saved = json.loads(out.read_text())
     assert saved["config"]["lengths"] is True
@@ -133,3 +151,14 @@ def test_quick_lengths(bench, tmp_path):
     assert "| lstm | 4/16/8/16 | train, padded |" in text
     assert "| lstm | 4/16/8/16 | forward, padded |" in text
     assert "lengths uniform in [t/2, t]" in text
+
+
+def test_quick_trainer_section(quick_run):
+    bench, result, out = quick_run
+    row = json.loads(out.read_text())["trainer"]
+    assert row["trainer_examples_per_s"] > 0 and row["bare_examples_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["trainer_examples_per_s"] / row["bare_examples_per_s"])
+    assert set(row["step_ms"]) == {"float32", "bfloat16"} and min(row["step_ms"].values()) > 0
+    for modes in row["checkpoint_blocked_ms"].values():
+        assert set(modes) == {"sync", "async"} and min(modes.values()) > 0
+    assert "Trainer (dates" in bench.markdown(result)

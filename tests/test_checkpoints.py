@@ -34,20 +34,31 @@ sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 from test_train import small_config
 from seqjax.train import checkpoints, tasks, train_and_evaluate
 mode, arg = {mode!r}, {arg!r}
-if mode == "kill_at_step":  # SIGKILL between checkpoints, once step `arg` is reached
-    original = tasks.AddingTask.train_batch
-    def train_batch(self, step, batch_size):
-        if step == arg:
+if mode == "kill_after_checkpoint":  # SIGKILL between checkpoints, once `arg` is complete
+    # (written, digested and retention applied, on the checkpoint worker); the trainer has
+    # gone on training meanwhile, with batches prefetched, and cannot have saved the next
+    # one, which waits for this worker.
+    original = checkpoints.Checkpoints._prune
+    def prune(self, also_keep):
+        original(self, also_keep)
+        if arg in self.index:
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, step, batch_size)
-    tasks.AddingTask.train_batch = train_batch
+    checkpoints.Checkpoints._prune = prune
 elif mode == "kill_in_save":  # SIGKILL after Orbax wrote step `arg`, before its digest
+    # (on the checkpoint worker, while the training loop goes on)
     original = checkpoints.directory_digest
     def digest(path):
         if path.name == str(arg):
             os.kill(os.getpid(), signal.SIGKILL)
         return original(path)
     checkpoints.directory_digest = digest
+elif mode == "kill_in_write":  # SIGKILL while Orbax writes step `arg` in the background
+    original_finish = checkpoints.Checkpoints._finish_save
+    def finish_save(self, step, record):
+        if step == arg:
+            os.kill(os.getpid(), signal.SIGKILL)
+        original_finish(self, step, record)
+    checkpoints.Checkpoints._finish_save = finish_save
 elif mode == "kill_after":  # SIGKILL from a timer, whatever the run is doing
     import threading
     threading.Timer(arg, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
@@ -86,8 +97,11 @@ def assert_same(a, b):
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
+    """The reference: uninterrupted, without prefetching, checkpoints written synchronously
+    (the runs it is compared with prefetch and write asynchronously, the defaults)."""
     workdir = tmp_path_factory.mktemp("straight")
-    train_and_evaluate(small_config("adding", **OVERRIDES), workdir)
+    plain = {"data.prefetch": 0, "async_checkpoints": False}
+    train_and_evaluate(small_config("adding", **OVERRIDES, **plain), workdir)
     return workdir
 
 
@@ -96,7 +110,7 @@ def reported_saved(workdir) -> list[int]:
 
 
 def test_killed_between_checkpoints_resumes_exactly(tmp_path, straight):
-    out = run_child(tmp_path, "kill_at_step", 7)
+    out = run_child(tmp_path, "kill_after_checkpoint", 6)
     assert out.returncode == -signal.SIGKILL
     assert reported_saved(tmp_path) == [4, 6]
     resumed = train_and_evaluate(small_config("adding", **OVERRIDES), tmp_path)
@@ -104,13 +118,17 @@ def test_killed_between_checkpoints_resumes_exactly(tmp_path, straight):
     assert_same(straight, tmp_path)
 
 
-def test_killed_while_writing_a_checkpoint_falls_back_to_the_last_verified(tmp_path, straight):
-    out = run_child(tmp_path, "kill_in_save", 6)
+@pytest.mark.parametrize("mode", ["kill_in_write", "kill_in_save"])
+def test_killed_while_writing_a_checkpoint_falls_back_to_the_last_verified(
+    tmp_path, straight, mode
+):
+    out = run_child(tmp_path, mode, 6)
     assert out.returncode == -signal.SIGKILL
-    assert reported_saved(tmp_path) == [2, 4]  # 6 was on disk but never reported saved
+    assert reported_saved(tmp_path) == [2, 4]  # 6 was never reported saved
     result = run_child(tmp_path)  # resumes in a process of its own
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "checkpoint step 6" in result.stderr and "no recorded digest" in result.stderr
+    if mode == "kill_in_save":  # Orbax had completed step 6, its digest was not written
+        assert "checkpoint step 6" in result.stderr and "no recorded digest" in result.stderr
     assert_same(straight, tmp_path)
 
 
@@ -171,7 +189,7 @@ def _damage(workdir, how):
 
 @pytest.mark.parametrize("how", ["overwritten", "truncated", "deleted"])
 def test_a_damaged_latest_checkpoint_is_reported_and_skipped(tmp_path, straight, how, capfd):
-    out = run_child(tmp_path, "kill_at_step", 7)
+    out = run_child(tmp_path, "kill_after_checkpoint", 6)
     assert out.returncode == -signal.SIGKILL
     _damage(tmp_path, how)
     strict = small_config("adding", **{**OVERRIDES, "resume": "strict"})
@@ -200,7 +218,7 @@ def test_a_finished_run_is_not_trained_again(tmp_path, capfd):
 
 
 def test_wall_time_and_retention_span_processes(tmp_path):
-    out = run_child(tmp_path, "kill_at_step", 7, keep_checkpoints=1)
+    out = run_child(tmp_path, "kill_after_checkpoint", 6, keep_checkpoints=1)
     assert out.returncode == -signal.SIGKILL
     before = json.loads((tmp_path / "checkpoints.json").read_text())["6"]["wall_time_s"]
     summary = train_and_evaluate(

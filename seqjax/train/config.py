@@ -21,6 +21,8 @@ def base_config() -> ConfigDict:
     config.eval_every = 500  # steps between validation evaluations (each saves a checkpoint)
     config.patience = 0  # stop after this many evaluations without improvement; 0: never
     config.keep_checkpoints = 2  # the latest checkpoints kept, besides the best on validation
+    config.async_checkpoints = True  # write checkpoints while training goes on (Orbax async)
+    config.dtype = "float32"  # compute dtype of the model: float32, or bfloat16 (float32 params)
     config.resume = "auto"  # auto, strict (no fallback past a bad checkpoint) or fresh (start over)
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
@@ -36,4 +38,5 @@ def base_config() -> ConfigDict:
     config.model.transformer.positions = "sinusoidal"  # sinusoidal or learned
     config.model.transformer.max_length = 0  # most positions; 0: the task's longest sequence
     config.data = ConfigDict()  # the experiment's data fields
+    config.data.prefetch = 2  # training batches built and placed on the devices ahead of use
     return config

@@ -12,7 +12,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,7 @@ from ml_collections import ConfigDict
 from seqjax.train import plots
 from seqjax.train.checkpoints import Checkpoints
 from seqjax.train.optim import make_optimizer
+from seqjax.train.pipeline import Prefetcher
 from seqjax.train.tasks.base import Task
 from seqjax.train.writers import MetricWriter, read_metrics
 from seqjax.typing import Array, Params
@@ -36,12 +37,40 @@ class TrainState(NamedTuple):
     key: Array  # uint32 [2], feeds dropout and other stochastic parts
 
 
-def make_train_step(task: Task, tx: optax.GradientTransformation) -> Callable:
-    """``train_step(state, batch) -> (state, metrics)``: one optimizer update, to be jitted."""
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cast_floating(tree: Any, dtype: Any) -> Any:
+    """Every floating leaf of ``tree`` cast to ``dtype``; integer leaves and keys untouched."""
+
+    def leaf(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(leaf, tree)
+
+
+def make_train_step(task: Task, tx: optax.GradientTransformation, *, dtype: Any = None) -> Callable:
+    """``train_step(state, batch) -> (state, metrics)``: one optimizer update, to be jitted.
+
+    With ``dtype`` (``"bfloat16"``) the model runs on a copy of the parameters cast to it,
+    so its matmuls run in that dtype, while the parameters, their gradients and the
+    optimizer state stay float32 (the cells keep their carries in float32 under narrower
+    parameters); the loss is taken in float32.
+
+    A step whose loss, gradient norm or updated parameters are not finite is skipped on the
+    device: the state is returned unchanged and ``metrics["finite"]`` is False. So the
+    trainer needs no host read per step to keep non-finite values out of the state.
+    """
+
+    def loss_fn(params, batch, key):
+        model_params = params if dtype is None else cast_floating(params, dtype)
+        loss, aux = task.loss(model_params, batch, key)
+        return jnp.asarray(loss, jnp.float32), aux
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key, sub = jax.random.split(state.key)
-        (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state.params, batch, sub)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, sub)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -50,9 +79,39 @@ def make_train_step(task: Task, tx: optax.GradientTransformation) -> Callable:
             "param_norm": optax.tree.norm(params),  # non-finite updates show here first
             **aux,
         }
-        return TrainState(state.step + 1, params, opt_state, key), metrics
+        finite = jnp.isfinite(metrics["loss"])
+        for name in ("grad_norm", "param_norm"):
+            finite &= jnp.isfinite(metrics[name])
+        new = TrainState(state.step + 1, params, opt_state, key)
+        kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        return kept, {**metrics, "finite": finite}
 
     return train_step
+
+
+HEALTH_FIELDS = ("loss", "grad_norm", "param_norm")
+
+
+def _healthy() -> dict:
+    """The first non-finite step (``-1``: none yet) and its metrics, kept on the device."""
+    return {
+        "step": jnp.asarray(-1, jnp.int32),
+        **{k: jnp.zeros((), jnp.float32) for k in HEALTH_FIELDS},
+    }
+
+
+def make_loop_step(train_step: Callable) -> Callable:
+    """``(state, health, batch) -> (state, health, metrics)``: ``train_step`` that also
+    records the first step it skipped as non-finite in ``health`` (see :func:`_healthy`)."""
+
+    def loop_step(state, health, batch):
+        new_state, metrics = train_step(state, batch)
+        first = (~metrics["finite"]) & (health["step"] < 0)
+        seen = {"step": state.step, **{k: metrics[k].astype(jnp.float32) for k in HEALTH_FIELDS}}
+        health = jax.tree.map(lambda s, h: jnp.where(first, s, h), seen, health)
+        return new_state, health, metrics
+
+    return loop_step
 
 
 def data_mesh() -> Mesh:
@@ -68,6 +127,26 @@ def _shard_batch(batch: dict, sharding: NamedSharding, batch_size: int) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def _local(tree: Any) -> Any:
+    """Replicated global arrays as this process's own copy (for the task's host-side
+    evaluation, which then runs on this process's devices alone)."""
+    if jax.process_count() == 1:
+        return tree
+    return jax.tree.map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+
+
+class _NoWriter:
+    """What processes other than 0 write: nothing (process 0 writes the run's files)."""
+
+    def write(self, *args: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def rewrite_tensorboard(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _check_config(config: ConfigDict) -> None:
     for name in ("num_steps", "eval_every", "log_every", "batch_size", "keep_checkpoints"):
         if isinstance(config[name], bool) or not isinstance(config[name], int) or config[name] < 1:
@@ -80,6 +159,11 @@ def _check_config(config: ConfigDict) -> None:
         raise ValueError(
             f"patience must be an int >= 0 (0: no early stopping), received {config.patience!r}"
         )
+    if config.get("dtype", "float32") not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {COMPUTE_DTYPES}, received {config.dtype!r}")
+    prefetch = config.data.get("prefetch", 2) if "data" in config else 2
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+        raise ValueError(f"data.prefetch must be an int >= 0, received {prefetch!r}")
     n = jax.device_count()
     if config.resume not in RESUME_MODES:
         raise ValueError(f"resume must be one of {RESUME_MODES}, received {config.resume!r}")
@@ -199,6 +283,14 @@ def train_and_evaluate(
     state, and the validation history is read back from ``metrics.jsonl``, so a resumed
     run takes the same steps and picks the same checkpoint as an uninterrupted one.
 
+    The host never waits for the devices between steps: the batches of the next
+    ``config.data.prefetch`` steps are built on a background thread and placed on the
+    devices ahead of use (:class:`seqjax.train.pipeline.Prefetcher`), the metrics stay on
+    the devices until a ``log_every`` boundary, a non-finite step is skipped on the device
+    and reported at the next boundary, and checkpoints are written while training goes on
+    (``config.async_checkpoints``). ``config.dtype = "bfloat16"`` runs the model in
+    bfloat16 over float32 parameters and optimizer state.
+
     Args:
       config: the trainer's fields (:func:`seqjax.train.base_config`) and the task's.
       workdir: where ``metrics.jsonl``, TensorBoard events, ``checkpoints/``, ``plots/``
@@ -213,8 +305,10 @@ def train_and_evaluate(
       ``"stopped_early"``, wall time, devices and the config.
 
     Raises:
-      FloatingPointError: when a loss or gradient norm is not finite; the message names the
-        step, and no checkpoint is written past the last good one.
+      FloatingPointError: when a loss, gradient norm or updated parameter is not finite; the
+        message names the first such step, and no checkpoint is written past the last good
+        one (the device skips the bad update; the host finds it at the next log, evaluation
+        or checkpoint boundary and stops there).
     """
     start_time = time.time()
     workdir = pathlib.Path(workdir)
@@ -225,19 +319,31 @@ def train_and_evaluate(
         task = make_task(config)  # bad data fails here, before anything is written
     _check_task(task)
     name = getattr(task, "name", None) or config.task or type(task).__name__
-    workdir.mkdir(parents=True, exist_ok=True)
+    primary = jax.process_index() == 0
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
     tx = make_optimizer(config)
+    dtype = None if config.get("dtype", "float32") == "float32" else jnp.dtype(config.dtype)
     mesh = data_mesh()
     replicated = NamedSharding(mesh, PartitionSpec())
     batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+
+    def model_params(params):
+        """What the task evaluates: this process's copy, in the compute dtype."""
+        params = _local(params)
+        return params if dtype is None else cast_floating(params, dtype)
 
     k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
     params = task.init(k_init)
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), k_train)
     state = jax.device_put(state, replicated)
     if config.resume == "fresh":
-        _discard_run(workdir)
-    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints)
+        if primary:
+            _discard_run(workdir)
+        _sync("seqjax: fresh workdir")
+    ckpt = Checkpoints(
+        workdir, keep=config.keep_checkpoints, async_save=config.get("async_checkpoints", True)
+    )
     try:
         restored = ckpt.restore_intact(state, strict=config.resume == "strict")
     except BaseException:
@@ -257,60 +363,82 @@ def train_and_evaluate(
             )
             return finished
     start = int(state.step)
-    writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard)
+    if primary:
+        writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard)
+    else:
+        writer = _NoWriter()
     if restored is not None:
         after = ckpt.record(start).get("tensorboard_step", 0)
         writer.rewrite_tensorboard(read_metrics(workdir), after=after)
     tracker = BestTracker(task.eval_metric, task.eval_mode, config.patience)
-    for record in read_metrics(workdir):
+    for record in read_metrics(workdir) if (workdir / "metrics.jsonl").exists() else []:
         if record["split"] == "val":
             tracker.update(record["step"], {k: v for k, v in record.items() if k != "split"})
-    train_step = jax.jit(make_train_step(task, tx))
+    # Donated state buffers are updated in place; the CPU client would only warn that it
+    # cannot reuse them.
+    donate = () if jax.devices()[0].platform == "cpu" else (0, 1)
+    loop_step = jax.jit(
+        make_loop_step(make_train_step(task, tx, dtype=dtype)), donate_argnums=donate
+    )
+    health = jax.device_put(_healthy(), replicated)
+
+    def check_health(health) -> None:
+        """Raises when a step was skipped as non-finite (one host read, at boundaries)."""
+        seen = jax.device_get(health)
+        if int(seen["step"]) < 0:
+            return
+        last = ckpt.latest_step()
+        raise FloatingPointError(
+            f"non-finite training loss ({float(seen['loss'])}), gradient norm "
+            f"({float(seen['grad_norm'])}) or updated parameters (norm "
+            f"{float(seen['param_norm'])}) at step {int(seen['step'])}: the run stopped "
+            "without saving this step or any after it; the last good checkpoint "
+            f"({'none' if last is None else f'step {last}'}) in {ckpt.directory} is intact"
+        )
 
     from tqdm.auto import tqdm
 
     bar = tqdm(
         total=config.num_steps,
         initial=start,
-        disable=not config.progress_bar,
+        disable=not (config.progress_bar and primary),
         file=sys.stderr,
         desc=name,
         dynamic_ncols=True,
         mininterval=1.0,
     )
+
+    def make_batch(step: int) -> dict:
+        return _shard_batch(
+            task.train_batch(step, config.batch_size), batch_sharding, config.batch_size
+        )
+
+    prefetch = config.data.get("prefetch", 2) if "data" in config else 2
+    batches = Prefetcher(make_batch, start, config.num_steps, depth=prefetch)
     window_start, window_steps = time.time(), 0
     stopped_early = tracker.should_stop
     try:
-        for step in range(start, config.num_steps):
+        for step, batch in batches:
             if stopped_early:
                 break
-            batch = _shard_batch(
-                task.train_batch(step, config.batch_size), batch_sharding, config.batch_size
-            )
-            new_state, metrics = train_step(state, batch)
-            loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
-            param_norm = float(metrics["param_norm"])
-            if not all(math.isfinite(v) for v in (loss, grad_norm, param_norm)):
-                last = ckpt.latest_step()
-                raise FloatingPointError(
-                    f"non-finite training loss ({loss}), gradient norm ({grad_norm}) or updated "
-                    f"parameters (norm {param_norm}) at step {step}: the run stopped without "
-                    "saving this step; the last good checkpoint "
-                    f"({'none' if last is None else f'step {last}'}) in {ckpt.directory} is intact"
-                )
-            state = new_state
+            # Dispatched without waiting: the metrics stay on the device until a boundary.
+            state, health, metrics = loop_step(state, health, batch)
             window_steps += 1
             bar.update(1)
             done = step + 1
             if done % config.log_every == 0 or done == config.num_steps:
+                logged = {k: float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
+                check_health(health)
                 elapsed = time.time() - window_start
-                logged = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 logged["examples_per_s"] = window_steps * config.batch_size / max(elapsed, 1e-9)
                 writer.write(done, "train", logged)
-                bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{logged['examples_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{logged['loss']:.4f}", ex_s=f"{logged['examples_per_s']:.0f}"
+                )
                 window_start, window_steps = time.time(), 0
             if done % config.eval_every == 0 or done == config.num_steps:
-                val = task.evaluate(state.params, "val")
+                check_health(health)  # no checkpoint past a skipped step
+                val = task.evaluate(model_params(state.params), "val")
                 writer.write(done, "val", val)
                 writer.flush()
                 wall = earlier_wall_time + time.time() - start_time
@@ -318,18 +446,21 @@ def train_and_evaluate(
                 best = tracker.update(done, val)
                 ckpt.prune(also_keep=[tracker.best_step])
                 stopped_early = tracker.should_stop
-                bar.write(
-                    f"step {done}: val "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
-                    + (" (best)" if best else "")
-                    + (
-                        f"; early stop after {tracker.since_best} evaluations without improvement"
-                        if stopped_early
-                        else ""
+                if primary:
+                    bar.write(
+                        f"step {done}: val "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in val.items())
+                        + (" (best)" if best else "")
+                        + (
+                            f"; early stop after {tracker.since_best} evaluations without "
+                            "improvement"
+                            if stopped_early
+                            else ""
+                        )
                     )
-                )
+        check_health(health)
         if tracker.best_step is None:  # no finite validation metric: use the last state
-            val = task.evaluate(state.params, "val")
+            val = task.evaluate(model_params(state.params), "val")
             tracker.best_step, tracker.best = int(state.step), dict(val)
             if ckpt.latest_step() != int(state.step):
                 wall = earlier_wall_time + time.time() - start_time
@@ -337,14 +468,13 @@ def train_and_evaluate(
         best_state = state
         if tracker.best_step != int(state.step):
             best_state = ckpt.restore(state, tracker.best_step)
-        test = task.evaluate(best_state.params, "test")
+        test = task.evaluate(model_params(best_state.params), "test")
     finally:
+        batches.close()
         bar.close()
         writer.close()
-        ckpt.close()
+        ckpt.close()  # waits for the checkpoint in flight
 
-    extras = task.report(best_state.params, workdir)
-    plots.learning_curves(read_metrics(workdir), workdir, eval_metric=task.eval_metric)
     summary = {
         "task": name,
         "val": {**tracker.best, "step": tracker.best_step},
@@ -353,9 +483,22 @@ def train_and_evaluate(
         "stopped_early": stopped_early,
         "wall_time_s": earlier_wall_time + time.time() - start_time,
         "devices": jax.device_count(),
+        "processes": jax.process_count(),
         "platform": jax.devices()[0].platform,
-        **extras,
         "config": config.to_dict(),
     }
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if primary:
+        extras = task.report(model_params(best_state.params), workdir)
+        plots.learning_curves(read_metrics(workdir), workdir, eval_metric=task.eval_metric)
+        config_dict = summary.pop("config")
+        summary = {**summary, **extras, "config": config_dict}
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _sync(name: str) -> None:
+    """A barrier across processes (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
