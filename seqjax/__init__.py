@@ -4,11 +4,12 @@ Pure cells (:mod:`seqjax.cells`), a sequence engine (:mod:`seqjax.scan`) and com
 (:mod:`seqjax.combinators`) over parameter pytrees; exact weight converters in
 :mod:`seqjax.interop`; attention scores and an attention decoder cell
 (:mod:`seqjax.attention`); greedy, sampling and beam-search decoding
-(:mod:`seqjax.decoding`). ``import seqjax`` loads only jax and numpy; the Flax modules are
+(:mod:`seqjax.decoding`); gate activations, attributions and gradient flow
+(:mod:`seqjax.inspect`). ``import seqjax`` loads only jax and numpy; the Flax modules are
 in :mod:`seqjax.nn`.
 """
 
-from seqjax import attention, decoding, interop
+from seqjax import attention, decoding, inspect, interop
 from seqjax.attention import (
     Attention,
     AttentionOutput,
@@ -55,6 +56,7 @@ __all__ = [
     "dropout",
     "greedy",
     "gru",
+    "inspect",
     "interop",
     "length_mask",
     "length_penalty",

@@ -58,6 +58,10 @@ class Cell(NamedTuple):
       fused: the name of a fused recurrence in :mod:`seqjax.kernels` that computes exactly
         this cell (``"lstm"``, ``"gru"``, ``"rnn_tanh"``, ``"rnn_relu"``), which the sequence
         engine may use instead of scanning ``step``; ``None`` otherwise.
+      gates: ``gates(params, carry, u) -> (carry, y, activations)``, the same step that also
+        returns its internal activations as a dict of ``[*b, h]`` arrays (what
+        :func:`seqjax.inspect.gates` records); ``step`` is this function without the dict,
+        so both are one set of equations. ``None`` for cells that do not expose them.
     """
 
     init: Callable[[PRNGKey, int], Params]
@@ -66,6 +70,7 @@ class Cell(NamedTuple):
     step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
     coefficients: Callable[[Params, Array], tuple[Array, Array]] | None = None
     fused: str | None = None
+    gates: Callable[[Params, Carry, Array], tuple[Carry, Array, dict[str, Array]]] | None = None
 
     def apply(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         """One step: ``step(params, carry, project(params, x))``; ``x: [*b, d]``.
@@ -172,6 +177,17 @@ def _zeros_carry(params: Params, batch_shape: Shape, size: int) -> Array:
     return jnp.zeros((*tuple(batch_shape), size), _carry_dtype(params))
 
 
+def _without_gates(step_gates: Callable) -> Callable:
+    """``step(params, carry, u) -> (carry, y)``: a gate-returning step without its dict
+    (under jit the unused activations cost nothing)."""
+
+    def step(params: Params, carry: Carry, u: Array) -> tuple[Carry, Array]:
+        carry, y, _ = step_gates(params, carry, u)
+        return carry, y
+
+    return step
+
+
 # --------------------------------------------------------------------------- Elman RNN
 
 
@@ -231,12 +247,13 @@ def simple_rnn(
     def project(params: Params, xs: Array) -> Array:
         return _input_projection("simple_rnn", params, xs, dtype)
 
-    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+    def step_gates(params: Params, h: Array, u: Array) -> tuple[Array, Array, dict]:
         h_new = act(u + _dot(h, params["w_h"], dtype)).astype(h.dtype)
-        return h_new, h_new
+        return h_new, h_new, {"h": h_new}
 
     fused = f"rnn_{activation}" if _fusable(dtype) else None
-    return Cell(init, initial_carry, project, step, fused=fused)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, fused=fused, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -348,26 +365,37 @@ def lstm(
     def project(params: Params, xs: Array) -> Array:
         return _input_projection("lstm", params, xs, dtype, eps)
 
-    def step(params: Params, carry: LSTMState, u: Array) -> tuple[LSTMState, Array]:
+    def step_gates(params: Params, carry: LSTMState, u: Array) -> tuple[LSTMState, Array, dict]:
         h, c = carry
         rec = _dot(h, params["w_h"], dtype)
         if layer_norm:
             rec = _layer_norm(rec, params["ln_h"], None, ln_eps)
-        i, f, g, o = jnp.split(u + rec, 4, axis=-1)
-        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        pre_i, pre_f, pre_g, pre_o = jnp.split(u + rec, 4, axis=-1)
+        i, f, g, o = (
+            jax.nn.sigmoid(pre_i),
+            jax.nn.sigmoid(pre_f),
+            jnp.tanh(pre_g),
+            jax.nn.sigmoid(pre_o),
+        )
+        c_new = f * c + i * g
         c_out = (
             _layer_norm(c_new, params["ln_c"], params["ln_c_bias"], ln_eps) if layer_norm else c_new
         )
-        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_out)
+        h_new = o * jnp.tanh(c_out)
         if proj_size is not None:
             h_new = _dot(h_new, params["w_proj"], dtype)
         h_new = h_new.astype(h.dtype)
-        return LSTMState(h_new, c_new.astype(c.dtype)), h_new
+        c_new = c_new.astype(c.dtype)
+        return (
+            LSTMState(h_new, c_new),
+            h_new,
+            {"i": i, "f": f, "g": g, "o": o, "c": c_new, "h": h_new},
+        )
 
     plain = proj_size is None and not layer_norm
-    return Cell(
-        init, initial_carry, project, step, fused="lstm" if plain and _fusable(dtype) else None
-    )
+    fused = "lstm" if plain and _fusable(dtype) else None
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, fused=fused, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- GRU
@@ -439,7 +467,7 @@ def gru(
     def project(params: Params, xs: Array) -> Array:
         return _input_projection("gru", params, xs, dtype)
 
-    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+    def step_gates(params: Params, h: Array, u: Array) -> tuple[Array, Array, dict]:
         w_h = params["w_h"]
         u_rz, u_n = u[..., : 2 * hs], u[..., 2 * hs :]
         if reset_after:
@@ -453,10 +481,11 @@ def gru(
             r, z = jnp.split(jax.nn.sigmoid(u_rz + _dot(h, w_h[:, : 2 * hs], dtype)), 2, axis=-1)
             n = jnp.tanh(u_n + _dot(r * h, w_h[:, 2 * hs :], dtype))
         h_new = (n + z * (h - n)).astype(h.dtype)
-        return h_new, h_new
+        return h_new, h_new, {"r": r, "z": z, "n": n, "h": h_new}
 
     fused = "gru" if reset_after and _fusable(dtype) else None
-    return Cell(init, initial_carry, project, step, fused=fused)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, fused=fused, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- minGRU
@@ -500,19 +529,24 @@ def min_gru(
     def project(params: Params, xs: Array) -> Array:
         return _input_projection("min_gru", params, xs, dtype)
 
-    def _ab(us: Array) -> tuple[Array, Array]:
-        z = jax.nn.sigmoid(us[..., :hs])
-        return 1.0 - z, z * us[..., hs:]
+    def _gates(us: Array) -> tuple[Array, Array]:
+        return jax.nn.sigmoid(us[..., :hs]), us[..., hs:]
 
-    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+    def _ab(us: Array) -> tuple[Array, Array]:
+        z, h_tilde = _gates(us)
+        return 1.0 - z, z * h_tilde
+
+    def step_gates(params: Params, h: Array, u: Array) -> tuple[Array, Array, dict]:
         a, b = _ab(u)
         h_new = (a * h + b).astype(h.dtype)
-        return h_new, h_new
+        z, h_tilde = _gates(u)
+        return h_new, h_new, {"z": z, "h_tilde": h_tilde, "h": h_new}
 
     def coefficients(params: Params, xs: Array) -> tuple[Array, Array]:
         return _ab(project(params, xs))
 
-    return Cell(init, initial_carry, project, step, coefficients)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, coefficients, gates=step_gates)
 
 
 CELLS: dict[str, Callable[..., Cell]] = {

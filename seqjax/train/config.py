@@ -26,6 +26,13 @@ def base_config() -> ConfigDict:
     config.resume = "auto"  # auto, strict (no fallback past a bad checkpoint) or fresh (start over)
     config.progress_bar = True  # a tqdm bar on stderr
     config.tensorboard = True  # TensorBoard event files in workdir/tensorboard
+    config.distill = ConfigDict()  # knowledge distillation (seqjax.train.tasks.distill)
+    config.distill.teacher = ""  # a finished run's workdir, the teacher; empty: no distillation
+    config.distill.level = "word"  # word (Hinton et al. 2015) or sequence (Kim and Rush 2016)
+    config.distill.temperature = 2.0  # temperature T of the soft targets (KL scaled by T^2)
+    config.distill.alpha = 0.5  # weight of the soft term; the hard loss gets 1 - alpha
+    config.distill.beam_size = 4  # beam of the teacher's outputs at the sequence level
+    config.distill.cache_dir = ""  # where those outputs are cached; empty: TEACHER/distill
     config.model = ConfigDict()  # the experiment's model fields, and:
     config.model.api = "linen"  # linen (seqjax.nn) or nnx (seqjax.nnx): the same params
     config.model.arch = "rnn"  # rnn (config.model.cell and its fields) or transformer

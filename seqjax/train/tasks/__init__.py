@@ -15,6 +15,7 @@ from seqjax.train.tasks.base import Accumulator, Task
 from seqjax.train.tasks.charlm import CharLMTask
 from seqjax.train.tasks.classify import ClassifyTask
 from seqjax.train.tasks.copy import CopyTask
+from seqjax.train.tasks.distill import DistillTask, maybe_distill
 from seqjax.train.tasks.forecast import ForecastTask
 from seqjax.train.tasks.seq2seq import AdditionTask, DatesTask, Seq2SeqTask, TransductionTask
 from seqjax.train.tasks.tag import TagTask
@@ -40,8 +41,9 @@ def task_class(name: str) -> type:
 
 
 def make_task(config: ConfigDict) -> Task:
-    """The task object named by ``config.task``."""
-    return task_class(config.task)(config)
+    """The task object named by ``config.task`` (distilled from ``config.distill.teacher``
+    when that is set)."""
+    return maybe_distill(task_class(config.task)(config), config)
 
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "ClassifyTask",
     "CopyTask",
     "DatesTask",
+    "DistillTask",
     "ForecastTask",
     "Seq2SeqTask",
     "TagTask",

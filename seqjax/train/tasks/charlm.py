@@ -79,14 +79,19 @@ class CharLMTask:
     def init(self, key):
         return self.model.init(key, jnp.zeros((2, 8), jnp.int32))
 
-    def loss(self, params, batch, key):
+    def logits(self, params, batch, key):
+        """``(logits: [b, t, v], targets: int[b, t], mask: bool[b, t])``: next-character
+        logits of a window, the characters they predict and the valid steps (all)."""
         logits = self.model.apply(
             params,
             batch["x"],
             deterministic=key is None,
             rngs=None if key is None else {"dropout": key},
         )
-        mask = jnp.ones(batch["y"].shape, bool)
+        return logits, batch["y"], jnp.ones(batch["y"].shape, bool)
+
+    def loss(self, params, batch, key):
+        logits, _, mask = self.logits(params, batch, key)
         nats = losses.sequence_cross_entropy(logits, batch["y"], mask)
         return nats, {"bits_per_char": losses.bits_per_char(nats)}
 

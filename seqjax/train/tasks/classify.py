@@ -65,6 +65,11 @@ class ClassifyTask(FileTask):
         )
         self._eval = jax.jit(self._logits)
 
+    def logits(self, params, batch, key):
+        """``(logits: [b, c], labels: int[b], None)``: one class distribution per sequence
+        (no steps to mask)."""
+        return self._logits(params, batch, key), batch["y"], None
+
     def loss(self, params, batch, key):
         logits = self._logits(params, batch, key).astype(jnp.float32)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()

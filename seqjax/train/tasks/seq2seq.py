@@ -90,7 +90,9 @@ class Seq2SeqTask:
             key, b["src"], b["src_lengths"], self._tgt_in(b["tgt"]), b["tgt_lengths"]
         )
 
-    def _logits(self, params, batch, key):
+    def logits(self, params, batch, key):
+        """``(logits: [b, t, v], targets: int[b, t], mask: bool[b, t])``: teacher-forced
+        next-token logits, what they predict and the valid steps."""
         tgt = batch["tgt"]
         logits, _ = self.model.apply(
             params,
@@ -101,15 +103,15 @@ class Seq2SeqTask:
             deterministic=key is None,
             rngs=None if key is None else {"dropout": key},
         )
-        return logits, losses.length_mask(batch["tgt_lengths"], tgt.shape[-1])
+        return logits, tgt, losses.length_mask(batch["tgt_lengths"], tgt.shape[-1])
 
     def loss(self, params, batch, key):
-        logits, mask = self._logits(params, batch, key)
+        logits, _, mask = self.logits(params, batch, key)
         loss = losses.sequence_cross_entropy(logits, batch["tgt"], mask)
         return loss, {"token_accuracy": losses.masked_accuracy(logits, batch["tgt"], mask)}
 
     def _sums_fn(self, params, batch):
-        logits, mask = self._logits(params, batch, None)
+        logits, _, mask = self.logits(params, batch, None)
         tgt, tokens = batch["tgt"], mask.sum()
         nats = losses.sequence_cross_entropy(logits, tgt, mask)
         right = losses.masked_accuracy(logits, tgt, mask)

@@ -67,9 +67,14 @@ class TagTask(FileTask):
         )
         self._eval = jax.jit(self._logits)
 
-    def loss(self, params, batch, key):
-        logits = self._logits(params, batch, key)
+    def logits(self, params, batch, key):
+        """``(logits: [b, t, c], tags: int[b, t], mask: bool[b, t])``: tag logits, the
+        tags and the valid steps."""
         mask = losses.length_mask(batch["lengths"], batch["y"].shape[-1])
+        return self._logits(params, batch, key), batch["y"], mask
+
+    def loss(self, params, batch, key):
+        logits, _, mask = self.logits(params, batch, key)
         loss = losses.sequence_cross_entropy(logits, batch["y"], mask)
         return loss, {"token_accuracy": losses.masked_accuracy(logits, batch["y"], mask)}
 
