@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import kernels
-from seqjax._util import check_params
+from seqjax._util import check_params, step_mask, tree_where
 from seqjax.cells import Cell
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
@@ -91,8 +91,10 @@ def recurrent(
         recomputed in the backward pass, so memory grows as ``t / k + k``. ``"sqrt"``:
         ``k`` near ``sqrt(t)``, a divisor of ``t`` when one lies in ``[sqrt(t), 2 sqrt(t)]``.
       parallel: run the recurrence as an associative scan (O(log t) depth). Needs a cell
-        with ``coefficients`` (linear in its carry, such as :func:`~seqjax.min_gru`);
-        gives the same numbers as the sequential scan up to float rounding.
+        with ``coefficients`` (linear in its carry: :func:`~seqjax.min_gru`,
+        :func:`~seqjax.min_lstm`, :func:`~seqjax.lru`, :func:`~seqjax.rg_lru`), and
+        raises ``ValueError`` for any other; gives the same outputs, carries and gradients
+        as the sequential scan up to float rounding, with lengths, resets and reverse.
 
     Returns:
       A :class:`Seq` whose ``init`` and ``initial_carry`` are the cell's.
@@ -101,7 +103,11 @@ def recurrent(
         raise TypeError(f"recurrent expects a seqjax Cell, received {type(cell).__name__}")
     _check_remat(remat)
     if parallel and cell.coefficients is None:
-        raise ValueError("parallel=True needs a cell with coefficients (linear in its carry)")
+        raise ValueError(
+            f"parallel=True needs a cell linear in its carry, with coefficients (such as "
+            f"min_gru, min_lstm, lru, rg_lru); {_cell_name(cell)} has none: its step is "
+            f"not linear in its carry, so it runs only as a sequential scan"
+        )
     if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive int or a bool, received {unroll!r}")
     apply = functools.partial(
@@ -114,6 +120,12 @@ def recurrent(
         parallel=bool(parallel),
     )
     return Seq(cell.init, cell.initial_carry, apply)
+
+
+def _cell_name(cell: Cell) -> str:
+    """The constructor that built ``cell`` (``slstm``, ``lstm``...), from its step's name."""
+    name = getattr(cell.step, "__qualname__", "")
+    return f"the {name.split('.')[0]} cell" if ".<locals>." in name else "this cell"
 
 
 def scan(
@@ -213,20 +225,6 @@ def check_carry(
             f"received {[tuple(np.shape(g)) for g in got]}"
         )
     return jax.tree.unflatten(treedef, [jnp.asarray(g, w.dtype) for g, w in zip(got, want)])
-
-
-def step_mask(steps: Array, lengths: Array) -> Array:
-    """``steps: int[t]``, ``lengths: int[*b]`` -> ``bool[t, *b]``: step within the length."""
-    return steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
-
-
-def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
-    """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``."""
-
-    def leaf(x, y):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, y)
-
-    return jax.tree.map(leaf, on_true, on_false)
 
 
 # --------------------------------------------------------------------------- engine
@@ -379,10 +377,13 @@ def _parallel_scan(
     unroll: int | bool,
     remat: Remat,
 ) -> tuple[Array, Array]:
-    """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``."""
+    """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``; the
+    outputs are the states, or ``cell.readout`` of them."""
     del unroll, remat
     if xs.shape[0] == 0:
-        return h0, jnp.zeros((0, *h0.shape), h0.dtype)
+        if cell.readout is None:
+            return h0, jnp.zeros((0, *h0.shape), h0.dtype)
+        return h0, cell.readout(params, jnp.zeros((0, *h0.shape), h0.dtype), xs)
     a, b = cell.coefficients(params, xs)  # [t, *b, h]
     a, b = a.astype(h0.dtype), b.astype(h0.dtype)
     if resets is not None:
@@ -407,5 +408,5 @@ def _parallel_scan(
     if reverse:
         hs = hs[::-1]
     carry = hs[0] if reverse else hs[-1]
-    ys = hs if valid is None else jnp.where(valid, hs, 0.0)
-    return carry, ys
+    ys = hs if cell.readout is None else cell.readout(params, hs, xs)
+    return carry, (ys if valid is None else jnp.where(valid, ys, jnp.zeros((), ys.dtype)))

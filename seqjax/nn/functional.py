@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import default_init, dot, length_mask
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
 __all__ = [
@@ -38,7 +39,7 @@ def _valid(lengths: ArrayLike | None, t: int, batch_shape: tuple) -> Array:
         raise ValueError(
             f"lengths must have the batch shape {batch_shape}, received shape {lengths.shape}"
         )
-    return jnp.arange(t) < lengths[..., None]
+    return length_mask(lengths, t)
 
 
 def last_valid(ys: ArrayLike, lengths: ArrayLike | None = None) -> Array:
@@ -119,15 +120,15 @@ def embed(table: Array, tokens: ArrayLike) -> Array:
 
 def dense_init(key: PRNGKey, in_size: int, out_size: int, dtype: Any = jnp.float32) -> Params:
     """``{"w": [in, out], "b": [out]}``, LeCun-uniform kernel and zero bias."""
-    init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
-    return {"w": init(key, (in_size, out_size), dtype), "b": jnp.zeros((out_size,), dtype)}
+    return {
+        "w": default_init()(key, (in_size, out_size), dtype),
+        "b": jnp.zeros((out_size,), dtype),
+    }
 
 
 def dense(params: Params, x: ArrayLike) -> Array:
     """``x @ w + b``; ``x: [..., in] -> [..., out]``, accumulated in at least float32."""
-    w = params["w"]
-    acc = jnp.promote_types(w.dtype, jnp.float32)
-    y = jnp.matmul(jnp.asarray(x).astype(w.dtype), w, preferred_element_type=acc)
+    y = dot(x, params["w"])
     return y + params["b"].astype(y.dtype)
 
 

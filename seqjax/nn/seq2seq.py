@@ -29,14 +29,15 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from seqjax import decoding
+from seqjax._util import cell_output_size, tree_where
 from seqjax.attention import Attention as AttentionFn
-from seqjax.attention import AttentionOutput, _output_size, attention_decoder, bind_memory
+from seqjax.attention import AttentionOutput, attention_decoder, bind_memory
 from seqjax.cells import Cell, cell_by_name
 from seqjax.combinators import bidirectional, stack
 from seqjax.combinators import dropout as apply_dropout
 from seqjax.nn import functional as F
 from seqjax.nn.layers import Recurrent, _checked_param, _rng, make_attention
-from seqjax.scan import Seq, recurrent, tree_where
+from seqjax.scan import Seq, recurrent
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
 __all__ = ["Decoder", "Encoder", "Seq2Seq"]
@@ -116,7 +117,7 @@ class Decoder(nn.Module):
         )
 
     def setup(self):
-        out = _output_size(self.cell)
+        out = cell_output_size(self.cell)
         if self.attention is not None and self.attention_size is not None:
             out = self.attention_size
         self.embedding = self.param("embedding", F.embed_init, self.vocab_size, self.embed_size)
