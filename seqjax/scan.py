@@ -378,35 +378,37 @@ def _parallel_scan(
     remat: Remat,
 ) -> tuple[Array, Array]:
     """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``; the
-    outputs are the states, or ``cell.readout`` of them."""
-    del unroll, remat
+    outputs are the states, or ``cell.readout`` of them. With any ``remat`` the whole scan
+    is recomputed in the backward pass (it stores only its inputs): the associative scan
+    has no sequential chunks to store between."""
+    del unroll
     if xs.shape[0] == 0:
         if cell.readout is None:
             return h0, jnp.zeros((0, *h0.shape), h0.dtype)
         return h0, cell.readout(params, jnp.zeros((0, *h0.shape), h0.dtype), xs)
-    a, b = cell.coefficients(params, xs)  # [t, *b, h]
-    a, b = a.astype(h0.dtype), b.astype(h0.dtype)
-    if resets is not None:
-        r = resets[..., None]
-        b = jnp.where(r, a * h0 + b, b)
-        a = jnp.where(r, 0.0, a)
     valid = None
     if lengths is not None:
         valid = step_mask(jnp.arange(xs.shape[0]), lengths)[..., None]
-        a = jnp.where(valid, a, 1.0)
-        b = jnp.where(valid, b, 0.0)
 
     def combine(earlier, later):
         a1, b1 = earlier
         a2, b2 = later
         return a1 * a2, a2 * b1 + b2
 
-    if reverse:
-        a, b = a[::-1], b[::-1]
-    a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0)
-    hs = a_cum * h0 + b_cum
-    if reverse:
-        hs = hs[::-1]
-    carry = hs[0] if reverse else hs[-1]
-    ys = hs if cell.readout is None else cell.readout(params, hs, xs)
-    return carry, (ys if valid is None else jnp.where(valid, ys, jnp.zeros((), ys.dtype)))
+    def run(params, xs, h0):
+        a, b = cell.coefficients(params, xs)  # [t, *b, h]
+        a, b = a.astype(h0.dtype), b.astype(h0.dtype)
+        if resets is not None:
+            r = resets[..., None]
+            b = jnp.where(r, a * h0 + b, b)
+            a = jnp.where(r, jnp.zeros((), a.dtype), a)
+        if valid is not None:
+            a = jnp.where(valid, a, jnp.ones((), a.dtype))
+            b = jnp.where(valid, b, jnp.zeros((), b.dtype))
+        a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0, reverse=reverse)
+        hs = a_cum * h0 + b_cum
+        carry = hs[0] if reverse else hs[-1]
+        ys = hs if cell.readout is None else cell.readout(params, hs, xs)
+        return carry, (ys if valid is None else jnp.where(valid, ys, jnp.zeros((), ys.dtype)))
+
+    return (run if remat is None else jax.checkpoint(run))(params, xs, h0)
