@@ -8,7 +8,6 @@ The one-step equations of each cell are also checked by the generic tests of
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import jax
@@ -316,18 +315,17 @@ def test_registered_by_name(name):
     assert ys.shape == (2, 5, 4)
 
 
-def test_reverse_with_lengths_and_resets_on_every_linear_cell():
-    """Parallel equals sequential over every combination of options (outputs, carries)."""
-    for name, (reverse, with_lengths, with_resets) in itertools.product(
-        ("min_lstm", "lru_state", "rg_lru"), itertools.product([False, True], repeat=3)
-    ):
-        cell, params = _setup(name)
-        xs = _xs((3, 9, D))
-        kw = {}
-        if with_lengths:
-            kw["lengths"] = jnp.array([9, 5, 0])
-        if with_resets:
-            kw["resets"] = jnp.asarray(np.random.default_rng(2).random((3, 9)) < 0.3)
-        seq = seqjax.scan(cell, params, xs, reverse=reverse, **kw)
-        par = seqjax.scan(cell, params, xs, reverse=reverse, parallel=True, **kw)
-        _close(seq, par)
+def test_seq2seq_with_a_complex_carry():
+    """An LRU encoder and decoder: the dense bridge maps complex carries by their real and
+    imaginary parts, and beam search gathers them."""
+    snn = pytest.importorskip("seqjax.nn")
+    model = snn.Seq2Seq(12, 12, embed_size=6, hidden_size=8, cell="lru")
+    src, lengths = jnp.ones((2, 5), jnp.int32), jnp.array([5, 3])
+    tgt, tgt_lengths = jnp.ones((2, 4), jnp.int32), jnp.array([4, 2])
+    variables = model.init(jax.random.key(0), src, lengths, tgt, tgt_lengths)
+    logits, _ = model.apply(variables, src, lengths, tgt, tgt_lengths)
+    assert logits.shape == (2, 4, 12) and bool(jnp.all(jnp.isfinite(logits)))
+    out = model.apply(
+        variables, src, lengths, max_length=4, strategy="beam", beam_size=2, method="decode"
+    )
+    assert out.tokens.shape == (2, 2, 4)

@@ -140,8 +140,18 @@ def _sizes(template: Carry) -> list[int]:
                 "a bridge needs carries whose leaves are vectors per example ([*b, n]); "
                 f"received a leaf of unbatched shape {leaf.shape}"
             )
-        sizes.append(leaf.shape[0])
+        sizes.append(_width(leaf))
     return sizes
+
+
+def _complex(leaf: Any) -> bool:
+    return jnp.issubdtype(leaf.dtype, jnp.complexfloating)
+
+
+def _width(leaf: Any) -> int:
+    """Features of a carry leaf ``[*b, n]``; a complex one (the LRU's state) counts its
+    real and imaginary parts."""
+    return leaf.shape[-1] * (2 if _complex(leaf) else 1)
 
 
 def bridge_init(key: PRNGKey, source: Carry, target: Carry) -> Params:
@@ -168,14 +178,22 @@ def bridge(params: Params, carry: Carry, target: Carry) -> Carry:
     Returns:
       A carry with ``target``'s structure and leaves ``[*b, n_j]``.
     """
-    leaves = jax.tree.leaves(carry)
-    z = jnp.tanh(dense(params, jnp.concatenate([jnp.asarray(x) for x in leaves], axis=-1)))
+    leaves = []
+    for x in jax.tree.leaves(carry):
+        x = jnp.asarray(x)
+        leaves += [jnp.real(x), jnp.imag(x)] if _complex(x) else [x]
+    z = jnp.tanh(dense(params, jnp.concatenate(leaves, axis=-1)))
     flat, treedef = jax.tree.flatten(target)
-    splits = list(itertools.accumulate(x.shape[-1] for x in flat))[:-1]
+    splits = list(itertools.accumulate(_width(x) for x in flat))[:-1]
     parts = jnp.split(z, splits, axis=-1)
-    return jax.tree.unflatten(
-        treedef, [p.astype(x.dtype) for p, x in zip(parts, flat, strict=True)]
-    )
+
+    def cast(p, x):
+        if _complex(x):  # real and imaginary halves
+            n = p.shape[-1] // 2
+            return jax.lax.complex(p[..., :n], p[..., n:]).astype(x.dtype)
+        return p.astype(x.dtype)
+
+    return jax.tree.unflatten(treedef, [cast(p, x) for p, x in zip(parts, flat, strict=True)])
 
 
 def embed_init(key: PRNGKey, vocab_size: int, embed_size: int, dtype: Any = jnp.float32) -> Array:
