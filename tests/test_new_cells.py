@@ -234,7 +234,7 @@ def test_lru_normalisation_keeps_white_noise_variance():
     projection's, whatever the decay (the paper's section 3.4)."""
     cell = seqjax.lru(32, r_min=0.99, r_max=0.999)
     params = cell.init(jax.random.key(0), 16)
-    xs = jax.random.normal(jax.random.key(1), (64, 2000, 16))
+    xs = jax.random.normal(jax.random.key(1), (16, 2000, 16))
     final = seqjax.scan(cell, params, xs, parallel=True)[0]
     bu = xs[:, -1] @ (params["B_re"] + 1j * params["B_im"])
     ratio = float(jnp.mean(jnp.abs(final) ** 2) / jnp.mean(jnp.abs(bu) ** 2))

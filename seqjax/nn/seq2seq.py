@@ -327,7 +327,7 @@ class Seq2Seq(nn.Module):
       embed_size: embedding size (source and target).
       hidden_size: hidden size of every recurrent cell (per direction in the encoder).
       cell: a name of :data:`seqjax.CELLS` (``"lstm"``, ``"gru"``, ``"simple_rnn"``,
-        ``"min_gru"``).
+        ``"min_gru"``, ``"min_lstm"``, ``"lru"``, ``"rg_lru"``, ``"slstm"``).
       encoder_layers: number of stacked encoder layers.
       bidirectional: bidirectional encoder layers (memory size ``2 * hidden_size``).
       attention: ``"general"``, ``"dot"``, ``"scaled_dot"``, ``"concat"``, ``"bahdanau"``
