@@ -391,7 +391,7 @@ def test_traced_lengths_out_of_range_are_clipped(lstm_layer):
         ({"remat": "all"}, "remat must be None"),
         ({"remat": 0}, "remat must be None"),
         ({"unroll": 0}, "unroll must be a positive int"),
-        ({"parallel": True}, "parallel=True needs a cell with coefficients"),
+        ({"parallel": True}, "parallel=True needs a cell linear in its carry"),
     ],
 )
 def test_bad_options(kwargs, match):
