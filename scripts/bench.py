@@ -38,6 +38,14 @@ against float32, and times how long a checkpoint save blocks the loop, with Orba
 synchronously and asynchronously (the median of a few saves, the next save only once the
 previous one is written).
 
+A parallel-scan section times, for each cell linear in its carry (minGRU, minLSTM, LRU,
+RG-LRU), ``recurrent(cell, parallel=True)`` (``jax.lax.associative_scan``, O(log t) depth)
+against the same cell's sequential ``lax.scan``, train step and forward pass, at batch 16,
+time 4096, hidden 256, in interleaved rounds; the ratio is sequential time / parallel
+time. It also reports the memory of each one's train step at time 16384 with and
+without remat (``remat="sqrt"``: chunked for the sequential scan, the whole scan
+recomputed for the parallel one). ``--only-parallel`` runs this section alone.
+
 A long-sequence section reports the peak memory of the LSTM train step for growing ``t``,
 with and without ``remat``, from the compiled executable's memory analysis (no run needed).
 
@@ -81,6 +89,11 @@ MEMORY_VARIANTS = (  # (label, remat, fast paths off)
     ("sqrt", "sqrt", False),
     ("64", 64, False),
 )
+PARALLEL_CELLS = ("min_gru", "min_lstm", "lru", "rg_lru")  # cells with coefficients
+PARALLEL_SHAPE = (16, 4096, 256, 256)  # (batch, time, input, hidden)
+QUICK_PARALLEL_SHAPE = (2, 32, 8, 16)
+PARALLEL_MEMORY_TIME = 16384
+QUICK_PARALLEL_MEMORY_TIME = 64
 LENGTHS_SEED = 1  # --lengths: the padded batch's lengths, the same for all implementations
 PROFILE_CALLS = 5  # traced calls per profiled case (and untraced runs timed)
 QUICK_PROFILE_CALLS = 2
@@ -378,6 +391,127 @@ def run_long(t: int, remat, batch: int, input_size: int, hidden: int) -> dict:
         "run_ms": again,
         "process_max_rss_bytes": rss,
     }
+
+
+# --------------------------------------------------------------------------- parallel scans
+
+
+def _scan_fns(cell: str, shape, *, parallel: bool, remat=None):
+    """Train step and forward pass of ``recurrent(CELLS[cell](h), parallel=parallel)``."""
+    import seqjax
+
+    b, t, d, h = shape
+    layer = seqjax.recurrent(seqjax.CELLS[cell](h), parallel=parallel, remat=remat)
+    params = layer.init(jax.random.key(0), d)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((b, t, d), np.float32))
+
+    def forward(p, x):
+        return layer.apply(p, x)[1]
+
+    def loss(p, x):
+        return forward(p, x).sum()
+
+    return _jax_pair(forward, loss, params, xs), (loss, params, xs)
+
+
+def run_parallel(cells, shape, repeats: int, warmup: int, memory_time: int) -> dict:
+    """Parallel against sequential scans of each cell: speed rows and train-step memory."""
+    speed, memory = [], []
+    b, _, d, h = shape
+    for cell in cells:
+        start = time.perf_counter()
+        pairs = {
+            "sequential": _scan_fns(cell, shape, parallel=False)[0],
+            "parallel": _scan_fns(cell, shape, parallel=True)[0],
+        }
+        for i, mode in enumerate(("train", "forward")):
+            res = _bench_case({k: v[i] for k, v in pairs.items()}, repeats, warmup)
+            ratio = res["sequential"]["median_ms"] / res["parallel"]["median_ms"]
+            speed.append(
+                {
+                    "cell": cell,
+                    "shape": dict(zip(("batch", "time", "input", "hidden"), shape)),
+                    "mode": mode,
+                    "times": res,
+                    "speedup": ratio,  # sequential median / parallel median
+                }
+            )
+            print(f"  {_parallel_text(speed[-1])}", file=sys.stderr)
+        for row in speed[-2:]:
+            row["case_s"] = time.perf_counter() - start
+        for parallel in (False, True):
+            for remat in (None, "sqrt"):
+                _, (loss, params, _) = _scan_fns(cell, (b, 2, d, h), parallel=parallel, remat=remat)
+                grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+                xs = jax.ShapeDtypeStruct((b, memory_time, d), jnp.float32)
+                stats = grad.lower(params, xs).compile().memory_analysis()
+                total = (
+                    int(stats.temp_size_in_bytes)
+                    + int(stats.argument_size_in_bytes)
+                    + int(stats.output_size_in_bytes)
+                    - int(stats.alias_size_in_bytes)
+                )
+                memory.append(
+                    {
+                        "cell": cell,
+                        "scan": "parallel" if parallel else "sequential",
+                        "remat": remat,
+                        "time": memory_time,
+                        "batch": b,
+                        "input": d,
+                        "hidden": h,
+                        "temp_bytes": int(stats.temp_size_in_bytes),
+                        "total_bytes": total,
+                    }
+                )
+    return {"speed": speed, "memory": memory}
+
+
+def _parallel_text(row: dict) -> str:
+    s, t = row["shape"], row["times"]
+    shape = f"{s['batch']}/{s['time']}/{s['input']}/{s['hidden']}"
+    seq, par = t["sequential"], t["parallel"]
+    cols = [row["cell"], shape, row["mode"], _ms(seq["median_ms"]), _ms(par["median_ms"])]
+    cols += [f"{row['speedup']:.2f}x", f"{seq['cores_used']:.1f} / {par['cores_used']:.1f}"]
+    return "| " + " | ".join(cols) + " |"
+
+
+def _parallel_markdown(section: dict) -> list[str]:
+    lines = [
+        "",
+        "Parallel (associative) scan against the same cell's sequential scan "
+        "(sequential / parallel: above 1 the parallel scan is faster):",
+        "",
+        "| cell | b/t/d/h | pass | sequential ms | parallel ms | speed-up | cores (seq / par) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [_parallel_text(r) for r in section["speed"]]
+    mem = section["memory"]
+    if mem:
+        m0 = mem[0]
+        lines += [
+            "",
+            f"Their train step memory at t={m0['time']} (batch {m0['batch']}, input "
+            f"{m0['input']}, hidden {m0['hidden']}), MiB from the compiled memory analysis:",
+            "",
+            "| cell | sequential | sequential, remat sqrt | parallel | parallel, remat |",
+            "|---|---|---|---|---|",
+        ]
+        for cell in dict.fromkeys(r["cell"] for r in mem):
+            by = {
+                (r["scan"], r["remat"]): r["total_bytes"] / 2**20 for r in mem if r["cell"] == cell
+            }
+            cols = [
+                by[k]
+                for k in [
+                    ("sequential", None),
+                    ("sequential", "sqrt"),
+                    ("parallel", None),
+                    ("parallel", "sqrt"),
+                ]
+            ]
+            lines.append(f"| {cell} | " + " | ".join(f"{c:.1f}" for c in cols) + " |")
+    return lines
 
 
 # --------------------------------------------------------------------------- profile
@@ -725,6 +859,8 @@ def markdown(result: dict) -> str:
             ]
     if result.get("trainer"):
         lines += _trainer_text(result["trainer"])
+    if result.get("parallel"):
+        lines += _parallel_markdown(result["parallel"])
     if result.get("profile"):
         lines += ["", "Where the seqjax time goes (XLA's CPU profiler), per case:", "", "```"]
         for row in result["profile"]:
@@ -790,6 +926,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--no-speed", action="store_true", help="skip the speed section")
     p.add_argument("--no-trainer", action="store_true", help="skip the trainer section")
+    p.add_argument("--no-parallel", action="store_true", help="skip the parallel-scan section")
+    p.add_argument(
+        "--only-parallel",
+        action="store_true",
+        help="run only the parallel-scan section (no speed, memory or profile)",
+    )
     p.add_argument(
         "--profile", action="store_true", help="profile seqjax (and torch) on the selected cases"
     )
@@ -804,6 +946,9 @@ def parse_args(argv=None):
         args.repeats = 3 if args.quick else 9
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
+    if args.only_parallel:
+        args.no_speed = args.no_memory = args.no_trainer = True
+        args.profile = args.no_parallel = False
     return args
 
 
@@ -838,6 +983,14 @@ def main(argv=None) -> dict:
         "memory": [],
         "profile": run_profile(args, shapes, torch_device) if args.profile else [],
     }
+    if not args.no_parallel:
+        result["parallel"] = run_parallel(
+            PARALLEL_CELLS,
+            QUICK_PARALLEL_SHAPE if args.quick else PARALLEL_SHAPE,
+            args.repeats,
+            args.warmup,
+            QUICK_PARALLEL_MEMORY_TIME if args.quick else PARALLEL_MEMORY_TIME,
+        )
     if not args.no_memory:
         times = QUICK_MEMORY_TIMES if args.quick else MEMORY_TIMES
         b, d, h = (2, 8, 16) if args.quick else (16, 64, 256)

@@ -26,7 +26,21 @@ from seqjax.attention import (
     luong_general,
     masked_softmax,
 )
-from seqjax.cells import CELLS, Cell, LSTMState, cell_by_name, gru, lstm, min_gru, simple_rnn
+from seqjax.cells import (
+    CELLS,
+    Cell,
+    LSTMState,
+    SLSTMState,
+    cell_by_name,
+    gru,
+    lru,
+    lstm,
+    min_gru,
+    min_lstm,
+    rg_lru,
+    simple_rnn,
+    slstm,
+)
 from seqjax.combinators import bidirectional, dropout, stack
 from seqjax.decoding import Decoded, beam_search, greedy, length_penalty, sample
 from seqjax.scan import Seq, recurrent, scan
@@ -42,6 +56,7 @@ __all__ = [
     "Decoded",
     "LSTMState",
     "Memory",
+    "SLSTMState",
     "Seq",
     "attend",
     "attention",
@@ -60,15 +75,19 @@ __all__ = [
     "interop",
     "length_mask",
     "length_penalty",
+    "lru",
     "lstm",
     "luong_concat",
     "luong_dot",
     "luong_general",
     "masked_softmax",
     "min_gru",
+    "min_lstm",
     "recurrent",
+    "rg_lru",
     "sample",
     "scan",
     "simple_rnn",
+    "slstm",
     "stack",
 ]

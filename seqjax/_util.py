@@ -1,4 +1,9 @@
-"""Private helpers shared by the pure levels: checking parameter trees against ``init``.
+"""Private helpers shared by every floor: length masks, a pytree ``where``, matmuls
+accumulated in float32, the default initialiser, output sizes by abstract evaluation, and
+checking parameter trees against ``init``.
+
+Each of these ideas lives here once; cells, the sequence engine, the kernels, attention,
+the Flax shells and the losses import them instead of writing their twins.
 
 A cell's or a Seq's ``init(key, input_size)`` is the one truth about the shapes of its
 params; :func:`check_params` compares a given tree with ``jax.eval_shape`` of it, so no
@@ -13,13 +18,82 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from seqjax.typing import Params, Shape
+from seqjax.typing import Array, ArrayLike, Carry, DTypeLike, Initializer, Params, Shape
 
 # Top-level entries that hold data bound into the params rather than parameters (the
 # encoder memory of seqjax.bind_memory); their absence from `init` is not an error.
 BOUND_KEYS = frozenset({"memory"})
+
+# --------------------------------------------------------------------------- arrays
+
+
+def step_mask(steps: Array, lengths: Array) -> Array:
+    """``steps: int[t]``, ``lengths: int[*b]`` -> ``bool[t, *b]``: step within the length
+    (time-major, as the sequence engine scans)."""
+    return jnp.reshape(steps, (-1,) + (1,) * jnp.ndim(lengths)) < lengths
+
+
+def length_mask(lengths: ArrayLike, size: int) -> Array:
+    """``lengths: int[*b]`` -> ``bool[*b, size]``: True at positions before each length."""
+    return jnp.arange(size) < jnp.asarray(lengths)[..., None]
+
+
+def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
+    """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``
+    (the mask is broadcast over each leaf's trailing axes)."""
+
+    def leaf(x, y):
+        return jnp.where(jnp.reshape(mask, jnp.shape(mask) + (1,) * (x.ndim - mask.ndim)), x, y)
+
+    return jax.tree.map(leaf, on_true, on_false)
+
+
+def at_least_f32(dtype: DTypeLike) -> jnp.dtype:
+    """float32 for narrower floats (bfloat16, float16), the dtype itself otherwise."""
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return dtype
+    return dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
+
+
+def dot(x: ArrayLike, w: Array, dtype: DTypeLike | None = None) -> Array:
+    """``x @ w`` over ``x``'s last axis and ``w``'s first, with the operands in ``dtype``
+    (default ``w.dtype``) and the products accumulated in at least float32."""
+    x = jnp.asarray(x)
+    dt = w.dtype if dtype is None else jnp.dtype(dtype)
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    return jax.lax.dot_general(
+        x.astype(dt), w.astype(dt), dims, preferred_element_type=at_least_f32(dt)
+    )
+
+
+def default_init() -> Initializer:
+    """LeCun uniform (variance ``1/fan_in``): every input kernel's default initialiser."""
+    return jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+
+
+def cell_output_size(cell: Any) -> int:
+    """Feature size of a cell's outputs (independent of its input size), by abstract
+    evaluation (no compute)."""
+
+    def run(key):
+        params = cell.init(key, 1)
+        return cell.apply(params, cell.initial_carry(params, ()), jnp.zeros((1,)))[1]
+
+    return jax.eval_shape(run, jax.random.key(0)).shape[-1]
+
+
+def seq_output_size(seq: Any, params: Params, input_size: int) -> int:
+    """Feature size of a Seq's outputs for ``params`` and inputs of ``input_size``, by
+    abstract evaluation (no compute)."""
+    ys = jax.eval_shape(lambda p: seq.apply(p, jnp.zeros((1, 1, input_size)))[1], params)
+    return ys.shape[-1]
+
+
+# --------------------------------------------------------------------------- params
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import cell_output_size, default_init, dot
+from seqjax._util import length_mask as _length_mask
 from seqjax.cells import Cell
 from seqjax.typing import Array, ArrayLike, Carry, Initializer, Params, PRNGKey, Shape
 
@@ -101,16 +103,6 @@ class AttentionOutput(NamedTuple):
 # --------------------------------------------------------------------------- helpers
 
 
-def _default_init() -> Initializer:
-    return jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
-
-
-def _dot(x: Array, w: Array) -> Array:
-    """``x @ w`` in ``w``'s dtype, accumulated in at least float32."""
-    acc = jnp.promote_types(w.dtype, jnp.float32)
-    return jnp.matmul(x.astype(w.dtype), w, preferred_element_type=acc)
-
-
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, received {value!r}")
@@ -130,7 +122,7 @@ def length_mask(lengths: ArrayLike, size: int) -> Array:
     lengths = jnp.asarray(lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"lengths must be an integer array, received dtype {lengths.dtype}")
-    return jnp.arange(size) < lengths[..., None]
+    return _length_mask(lengths, size)
 
 
 def masked_softmax(scores: ArrayLike, mask: ArrayLike | None = None) -> Array:
@@ -185,7 +177,7 @@ def _align(memory: Memory, query: Array) -> Memory:
 
 def _additive(units: int, use_bias: bool, kernel_init: Initializer | None) -> Attention:
     _check_size("units", units)
-    kernel_init = kernel_init or _default_init()
+    kernel_init = kernel_init or default_init()
 
     def init(key: PRNGKey, query_size: int, memory_size: int) -> Params:
         k_q, k_k, k_v = jax.random.split(key, 3)
@@ -199,12 +191,12 @@ def _additive(units: int, use_bias: bool, kernel_init: Initializer | None) -> At
         return params
 
     def keys(params: Params, values: Array) -> Array:
-        k = _dot(values, params["w_k"])
+        k = dot(values, params["w_k"])
         return k + params["b"].astype(k.dtype) if "b" in params else k
 
     def score(params: Params, query: Array, keys: Array) -> Array:
-        q = _dot(query, params["w_q"])[..., None, :]  # [*b, 1, a]
-        return _dot(jnp.tanh(keys + q), params["v"][:, None])[..., 0]
+        q = dot(query, params["w_q"])[..., None, :]  # [*b, 1, a]
+        return dot(jnp.tanh(keys + q), params["v"][:, None])[..., 0]
 
     return Attention(init, keys, score)
 
@@ -278,14 +270,14 @@ def luong_general(*, kernel_init: Initializer | None = None) -> Attention:
     Params: ``w: [m, q]`` (:math:`W_a^\top`). Keys: :math:`W_a \bar h_s`, ``[*b, s, q]``, so
     each step costs one dot product per position.
     """
-    kernel_init = kernel_init or _default_init()
+    kernel_init = kernel_init or default_init()
 
     def init(key: PRNGKey, query_size: int, memory_size: int) -> Params:
         shape = (_check_size("memory_size", memory_size), _check_size("query_size", query_size))
         return {"w": kernel_init(key, shape, jnp.float32)}
 
     def keys(params: Params, values: Array) -> Array:
-        return _dot(values, params["w"])
+        return dot(values, params["w"])
 
     def score(params: Params, query: Array, keys: Array) -> Array:
         return jnp.matmul(keys, query[..., :, None].astype(keys.dtype))[..., 0]
@@ -366,16 +358,6 @@ def attend(
 
 
 # --------------------------------------------------------------------------- decoder cell
-
-
-def _output_size(cell: Cell) -> int:
-    """Size of a cell's outputs (independent of its input size), by abstract evaluation."""
-
-    def run(key):
-        params = cell.init(key, 1)
-        return cell.apply(params, cell.initial_carry(params, ()), jnp.zeros((1,)))[1]
-
-    return jax.eval_shape(run, jax.random.key(0)).shape[-1]
 
 
 def bind_memory(
@@ -465,9 +447,9 @@ def attention_decoder(
     if not isinstance(attention, Attention):
         raise TypeError(f"expected a seqjax Attention, received {type(attention).__name__}")
     _check_size("memory_size", memory_size)
-    query_size = _output_size(cell)
+    query_size = cell_output_size(cell)
     size = query_size if attention_size is None else _check_size("attention_size", attention_size)
-    kernel_init = kernel_init or _default_init()
+    kernel_init = kernel_init or default_init()
 
     def init(key: PRNGKey, input_size: int) -> Params:
         d = _check_size("input_size", input_size)
@@ -497,7 +479,7 @@ def attention_decoder(
         context, weights = attend(attention, params["attention"], h, params["memory"])
         context = jnp.broadcast_to(context, h.shape[:-1] + context.shape[-1:])
         combined = jnp.concatenate([context.astype(h.dtype), h], axis=-1)
-        feed = jnp.tanh(_dot(combined, params["w_c"])).astype(carry.feed.dtype)
+        feed = jnp.tanh(dot(combined, params["w_c"])).astype(carry.feed.dtype)
         out = AttentionOutput(feed, weights) if return_weights else feed
         return AttentionState(cell_carry, feed), out
 

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from seqjax._util import check_params
+from seqjax._util import seq_output_size as output_size
 from seqjax.scan import Seq, reversed_layer
-from seqjax.typing import Array, ArrayLike, Params, PRNGKey, Shape
+from seqjax.typing import Array, ArrayLike, PRNGKey, Shape
 
 __all__ = ["bidirectional", "dropout", "stack"]
 
@@ -45,12 +46,6 @@ def _check_parts(name: str, value: Sequence, n: int, what: str) -> None:
         if isinstance(value, (tuple, list)):
             got += f" of length {len(value)}"
         raise ValueError(f"{name} expects {what} as a tuple of {n} entries, received {got}")
-
-
-def output_size(seq: Seq, params: Params, input_size: int) -> int:
-    """Feature size of ``seq``'s outputs, found by abstract evaluation (no compute)."""
-    ys = jax.eval_shape(lambda p: seq.apply(p, jnp.zeros((1, 1, input_size)))[1], params)
-    return ys.shape[-1]
 
 
 def stack(*layers: Seq, dropout: float = 0.0) -> Seq:

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import kernels
-from seqjax._util import check_params
+from seqjax._util import check_params, step_mask, tree_where
 from seqjax.cells import Cell
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
@@ -92,8 +92,10 @@ def recurrent(
         recomputed in the backward pass, so memory grows as ``t / k + k``. ``"sqrt"``:
         ``k`` near ``sqrt(t)``, a divisor of ``t`` when one lies in ``[sqrt(t), 2 sqrt(t)]``.
       parallel: run the recurrence as an associative scan (O(log t) depth). Needs a cell
-        with ``coefficients`` (linear in its carry, such as :func:`~seqjax.min_gru`);
-        gives the same numbers as the sequential scan up to float rounding.
+        with ``coefficients`` (linear in its carry: :func:`~seqjax.min_gru`,
+        :func:`~seqjax.min_lstm`, :func:`~seqjax.lru`, :func:`~seqjax.rg_lru`), and
+        raises ``ValueError`` for any other; gives the same outputs, carries and gradients
+        as the sequential scan up to float rounding, with lengths, resets and reverse.
       time_shards: with ``parallel``, a ``(jax.sharding.Mesh, axis name)`` pair: the time
         axis is split over that mesh axis, each device scans its chunk and the chunks'
         carries are combined across devices (:func:`seqjax.sharded.linear_scan`).
@@ -105,7 +107,11 @@ def recurrent(
         raise TypeError(f"recurrent expects a seqjax Cell, received {type(cell).__name__}")
     _check_remat(remat)
     if parallel and cell.coefficients is None:
-        raise ValueError("parallel=True needs a cell with coefficients (linear in its carry)")
+        raise ValueError(
+            f"parallel=True needs a cell linear in its carry, with coefficients (such as "
+            f"min_gru, min_lstm, lru, rg_lru); {_cell_name(cell)} has none: its step is "
+            f"not linear in its carry, so it runs only as a sequential scan"
+        )
     if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"unroll must be a positive int or a bool, received {unroll!r}")
     if time_shards is not None:
@@ -125,6 +131,12 @@ def recurrent(
         time_shards=time_shards,
     )
     return Seq(cell.init, cell.initial_carry, apply)
+
+
+def _cell_name(cell: Cell) -> str:
+    """The constructor that built ``cell`` (``slstm``, ``lstm``...), from its step's name."""
+    name = getattr(cell.step, "__qualname__", "")
+    return f"the {name.split('.')[0]} cell" if ".<locals>." in name else "this cell"
 
 
 def scan(
@@ -224,20 +236,6 @@ def check_carry(
             f"received {[tuple(np.shape(g)) for g in got]}"
         )
     return jax.tree.unflatten(treedef, [jnp.asarray(g, w.dtype) for g, w in zip(got, want)])
-
-
-def step_mask(steps: Array, lengths: Array) -> Array:
-    """``steps: int[t]``, ``lengths: int[*b]`` -> ``bool[t, *b]``: step within the length."""
-    return steps.reshape((-1,) + (1,) * lengths.ndim) < lengths
-
-
-def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
-    """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``."""
-
-    def leaf(x, y):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim)), x, y)
-
-    return jax.tree.map(leaf, on_true, on_false)
 
 
 # --------------------------------------------------------------------------- engine
@@ -394,38 +392,43 @@ def _parallel_scan(
     remat: Remat,
     time_shards: Any = None,
 ) -> tuple[Array, Array]:
-    """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``."""
-    del unroll, remat
+    """Associative scan of :math:`h_t = a_t h_{t-1} + b_t` over ``xs: [t, *b, d]``; the
+    outputs are the states, or ``cell.readout`` of them. With any ``remat`` the whole scan
+    is recomputed in the backward pass (it stores only its inputs): the associative scan
+    has no sequential chunks to store between."""
+    del unroll
     if xs.shape[0] == 0:
-        return h0, jnp.zeros((0, *h0.shape), h0.dtype)
-    a, b = cell.coefficients(params, xs)  # [t, *b, h]
-    a, b = a.astype(h0.dtype), b.astype(h0.dtype)
-    if resets is not None:
-        r = resets[..., None]
-        b = jnp.where(r, a * h0 + b, b)
-        a = jnp.where(r, 0.0, a)
+        if cell.readout is None:
+            return h0, jnp.zeros((0, *h0.shape), h0.dtype)
+        return h0, cell.readout(params, jnp.zeros((0, *h0.shape), h0.dtype), xs)
     valid = None
     if lengths is not None:
         valid = step_mask(jnp.arange(xs.shape[0]), lengths)[..., None]
-        a = jnp.where(valid, a, 1.0)
-        b = jnp.where(valid, b, 0.0)
 
     def combine(earlier, later):
         a1, b1 = earlier
         a2, b2 = later
         return a1 * a2, a2 * b1 + b2
 
-    if time_shards is not None:
-        from seqjax.sharded import linear_scan
+    def run(params, xs, h0):
+        a, b = cell.coefficients(params, xs)  # [t, *b, h]
+        a, b = a.astype(h0.dtype), b.astype(h0.dtype)
+        if resets is not None:
+            r = resets[..., None]
+            b = jnp.where(r, a * h0 + b, b)
+            a = jnp.where(r, jnp.zeros((), a.dtype), a)
+        if valid is not None:
+            a = jnp.where(valid, a, jnp.ones((), a.dtype))
+            b = jnp.where(valid, b, jnp.zeros((), b.dtype))
+        if time_shards is not None:
+            from seqjax.sharded import linear_scan
 
-        hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
-    else:
-        if reverse:
-            a, b = a[::-1], b[::-1]
-        a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0)
-        hs = a_cum * h0 + b_cum
-        if reverse:
-            hs = hs[::-1]
-    carry = hs[0] if reverse else hs[-1]
-    ys = hs if valid is None else jnp.where(valid, hs, 0.0)
-    return carry, ys
+            hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
+        else:
+            a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0, reverse=reverse)
+            hs = a_cum * h0 + b_cum
+        carry = hs[0] if reverse else hs[-1]
+        ys = hs if cell.readout is None else cell.readout(params, hs, xs)
+        return carry, (ys if valid is None else jnp.where(valid, ys, jnp.zeros((), ys.dtype)))
+
+    return (run if remat is None else jax.checkpoint(run))(params, xs, h0)

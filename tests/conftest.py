@@ -20,7 +20,15 @@ CELLS = {
     "gru_before": lambda **kw: seqjax.gru(6, reset_after=False, **kw),
     "gru_nobias": lambda **kw: seqjax.gru(6, use_bias=False, **kw),
     "min_gru": lambda **kw: seqjax.min_gru(6, **kw),
+    "min_lstm": lambda **kw: seqjax.min_lstm(6, **kw),
+    "lru": lambda **kw: seqjax.lru(6, **kw),
+    "lru_state": lambda **kw: seqjax.lru(6, state_size=4, r_min=0.5, max_phase=0.3, **kw),
+    "rg_lru": lambda **kw: seqjax.rg_lru(6, **kw),
+    "slstm": lambda **kw: seqjax.slstm(6, **kw),
+    "slstm_heads": lambda **kw: seqjax.slstm(6, num_heads=3, **kw),
 }
+# Cells linear in their carry (with coefficients): the parallel scan applies.
+LINEAR = ("min_gru", "min_lstm", "lru", "lru_state", "rg_lru")
 OUT_SIZE = {"lstm_proj": 4}
 
 
@@ -82,6 +90,46 @@ def reference_step(name, params, carry, x):
         z = _sigmoid(pre[..., :n_h])
         h = (1 - z) * h + z * pre[..., n_h:]
         return h, h
+    if name == "min_lstm":  # Feng et al. 2024, section 3.2
+        h = np.asarray(carry, np.float64)
+        n_h = h.shape[-1]
+        pre = x @ p["w_i"] + b
+        f, i = _sigmoid(pre[..., :n_h]), _sigmoid(pre[..., n_h : 2 * n_h])
+        h = f / (f + i) * h + i / (f + i) * pre[..., 2 * n_h :]
+        return h, h
+    if name.startswith("lru"):  # Orvieto et al. 2023, eqs. (6)-(7) and section 3.4
+        state = np.asarray(carry, np.complex128)
+        lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
+        bu = x @ (p["B_re"] + 1j * p["B_im"])
+        state = lam * state + np.exp(p["gamma_log"]) * bu
+        y = np.real(state @ (p["C_re"] + 1j * p["C_im"])) + x @ p["D"]
+        return state, y
+    if name == "rg_lru":  # De et al. 2024, section 2.4
+        h = np.asarray(carry, np.float64)
+        n_h = h.shape[-1]
+        pre = x @ p["w_i"] + b
+        r, i = _sigmoid(pre[..., :n_h]), _sigmoid(pre[..., n_h : 2 * n_h])
+        a_t = _sigmoid(p["a_param"]) ** (8.0 * r)
+        h = a_t * h + np.sqrt(1.0 - a_t**2) * (i * pre[..., 2 * n_h :])
+        return h, h
+    if name.startswith("slstm"):  # Beck et al. 2024, eqs. (8)-(17), stabilised
+        h, c, n, m = (np.asarray(a, np.float64) for a in carry)
+        heads, hd, _ = p["w_h"].shape
+        n_h = heads * hd
+        # The block-diagonal R as one dense [h, 4h] matrix in the layout of w_i's gates.
+        r_full = np.zeros((n_h, 4 * n_h))
+        for k in range(heads):
+            for g in range(4):
+                rows = slice(k * hd, (k + 1) * hd)
+                cols = slice(g * n_h + k * hd, g * n_h + (k + 1) * hd)
+                r_full[rows, cols] = p["w_h"][k][:, g * hd : (g + 1) * hd]
+        i_, f_, z_, o_ = np.split(x @ p["w_i"] + h @ r_full + b, 4, axis=-1)
+        m_new = np.maximum(f_ + m, i_)
+        i, f = np.exp(i_ - m_new), np.exp(f_ + m - m_new)
+        c = f * c + i * np.tanh(z_)
+        n = f * n + i
+        h = _sigmoid(o_) * c / n
+        return (h, c, n, m_new), h
     raise KeyError(name)
 
 

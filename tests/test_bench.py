@@ -74,6 +74,33 @@ def test_quick_markdown(quick_run, capsys):
     assert "remat" in text and "growth" in text
 
 
+def test_quick_parallel_section(quick_run):
+    """One default run has the parallel scan of every linear cell against its sequential
+    scan, train and forward, and their train-step memory with and without remat."""
+    bench, result, out = quick_run
+    saved = json.loads(out.read_text())["parallel"]
+    assert [(r["cell"], r["mode"]) for r in saved["speed"]] == [
+        (c, m) for c in bench.PARALLEL_CELLS for m in ("train", "forward")
+    ]
+    for row in saved["speed"]:
+        seq, par = row["times"]["sequential"], row["times"]["parallel"]
+        assert row["speedup"] == pytest.approx(seq["median_ms"] / par["median_ms"])
+    mem = {(r["cell"], r["scan"], r["remat"]): r for r in saved["memory"]}
+    assert len(mem) == 4 * len(bench.PARALLEL_CELLS)
+    for cell in bench.PARALLEL_CELLS:
+        assert all(r["time"] == bench.QUICK_PARALLEL_MEMORY_TIME for r in saved["memory"])
+        # Chunked remat stores less than every step's activations.
+        seq = mem[(cell, "sequential", None)]["temp_bytes"]
+        assert mem[(cell, "sequential", "sqrt")]["temp_bytes"] < seq
+    text = bench.markdown(result)
+    assert "Parallel (associative) scan" in text and "| lru | 2/32/8/16 | train |" in text
+
+
+def test_only_parallel_flag(bench):
+    args = bench.parse_args(["--only-parallel"])
+    assert args.no_speed and args.no_memory and not args.no_parallel and not args.profile
+
+
 def test_parse_args_defaults(bench):
     args = bench.parse_args([])
     assert args.repeats >= 7 and not args.quick
@@ -84,16 +111,8 @@ def test_parse_args_defaults(bench):
 
 def test_quick_profile(bench, tmp_path):
     out = tmp_path / "bench.json"
-    argv = [
-        "--quick",
-        "--cells",
-        "simple_rnn",
-        "--profile",
-        "--no-memory",
-        "--no-trainer",
-        "--out",
-        str(out),
-    ]
+    argv = ["--quick", "--cells", "simple_rnn", "--profile", "--no-memory", "--no-parallel"]
+    argv += ["--no-trainer", "--out", str(out)]
     result = bench.main(argv)
     saved = json.loads(out.read_text())
     for row in saved["speed"]:
@@ -123,16 +142,8 @@ def test_padded_lengths(bench):
 
 def test_quick_lengths(bench, tmp_path):
     out = tmp_path / "bench.json"
-    argv = [
-        "--quick",
-        "--cells",
-        "lstm",
-        "--lengths",
-        "--no-memory",
-        "--no-trainer",
-        "--out",
-        str(out),
-    ]
+    argv = ["--quick", "--cells", "lstm", "--lengths", "--no-memory", "--no-parallel"]
+    argv += ["--no-trainer", "--out", str(out)]
     result = bench.main(argv)
     saved = json.loads(out.read_text())
     assert saved["config"]["lengths"] is True

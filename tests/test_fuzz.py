@@ -28,7 +28,12 @@ CELLS = {
     "rnn_tanh": (lambda h, **kw: seqjax.simple_rnn(h, **kw), lambda h: h),
     "rnn_relu": (lambda h, **kw: seqjax.simple_rnn(h, activation="relu", **kw), lambda h: h),
     "min_gru": (lambda h, **kw: seqjax.min_gru(h, **kw), lambda h: h),
+    "min_lstm": (lambda h, **kw: seqjax.min_lstm(h, **kw), lambda h: h),
+    "lru": (lambda h, **kw: seqjax.lru(h, state_size=h + 1, **kw), lambda h: h),
+    "rg_lru": (lambda h, **kw: seqjax.rg_lru(h, **kw), lambda h: h),
+    "slstm": (lambda h, **kw: seqjax.slstm(h, **kw), lambda h: h),
 }
+LINEAR = {"min_gru", "min_lstm", "lru", "rg_lru"}  # with coefficients
 
 
 # At most one fault per call, so that most calls are valid and each fault is seen alone.
@@ -48,7 +53,7 @@ BATCH_SHAPES = [(), (0,), (2,), (0, 3), (3, 0), (2, 3), (1,), (0,)]
 def calls(draw):
     fault = draw(st.sampled_from([None] * 2 * len(FAULTS) + FAULTS))
     name = draw(st.sampled_from(sorted(CELLS)))
-    parallel = name == "min_gru" and draw(st.booleans())
+    parallel = name in LINEAR and draw(st.booleans())
     options = {
         "reverse": draw(st.booleans()),
         "time_major": draw(st.booleans()),
@@ -57,7 +62,7 @@ def calls(draw):
         "parallel": parallel or fault == "parallel_without_coefficients",
     }
     if options["parallel"] and fault == "parallel_without_coefficients":
-        name = draw(st.sampled_from(sorted(set(CELLS) - {"min_gru"})))
+        name = draw(st.sampled_from(sorted(set(CELLS) - LINEAR)))
     return {
         "fault": fault,
         "name": name,

@@ -172,12 +172,13 @@ def test_zero_length_time_axis():
         assert_trees_close(carry, carry0)
 
 
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm", "lru_state", "rg_lru"])
 @pytest.mark.parametrize(
     "reverse, with_lengths, with_resets",
     list(itertools.product([False, True], repeat=3)),
 )
-def test_parallel_scan_equals_sequential(reverse, with_lengths, with_resets):
-    cell, params = _setup("min_gru")
+def test_parallel_scan_equals_sequential(name, reverse, with_lengths, with_resets):
+    cell, params = _setup(name)
     xs = _xs((3, 9, D))
     kw = {}
     if with_lengths:
@@ -219,7 +220,7 @@ def test_chunked_remat_stores_less():
     assert temp_bytes(8) < temp_bytes(None)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "min_gru"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "min_gru", "slstm"])
 def test_gradients_pass_check_grads(name):
     with jax.enable_x64(True):
         cell, params = _setup(name, param_dtype=jnp.float64)
@@ -390,7 +391,7 @@ def test_traced_lengths_out_of_range_are_clipped(lstm_layer):
         ({"remat": "all"}, "remat must be None"),
         ({"remat": 0}, "remat must be None"),
         ({"unroll": 0}, "unroll must be a positive int"),
-        ({"parallel": True}, "parallel=True needs a cell with coefficients"),
+        ({"parallel": True}, "parallel=True needs a cell linear in its carry"),
     ],
 )
 def test_bad_options(kwargs, match):

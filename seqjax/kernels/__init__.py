@@ -92,21 +92,15 @@ def forward_mode() -> bool:
     return False
 
 
-_SPECS = {
-    "lstm": fused.LSTM,
-    "gru": fused.GRU,
-    "rnn_tanh": fused.RNN_TANH,
-    "rnn_relu": fused.RNN_RELU,
-}
-
-
 def kind(cell: Any) -> fused.Spec | None:
-    """The fused recurrence that computes ``cell`` (named by its ``fused`` field), or
-    ``None``. The constructors of :mod:`seqjax.cells` set the field for an LSTM without
-    projection or layer norm, a GRU with ``reset_after=True`` and a tanh or relu Elman RNN,
-    each with float32 matmuls; the parameters must also be float32 (checked at trace time).
+    """The fused recurrence that computes ``cell``: its ``fused`` field, a
+    :class:`~seqjax.kernels.fused.Spec` declared beside its step, or ``None``. The
+    constructors of :mod:`seqjax.cells` declare one for an LSTM without projection or layer
+    norm, a GRU with ``reset_after=True`` and a tanh or relu Elman RNN; the parameters must
+    also be float32 (checked at trace time).
     """
-    return _SPECS.get(getattr(cell, "fused", None))
+    spec = getattr(cell, "fused", None)
+    return spec if isinstance(spec, fused.Spec) else None
 
 
 BLOCK = 16  # steps per block of the fused backward passes (see seqjax.kernels.fused)

@@ -1,5 +1,10 @@
 r"""Fused recurrences with hand-written backward passes for the standard cells.
 
+A cell declares its fused step where it declares its plain one: the constructors of
+:mod:`seqjax.cells` put a :class:`Spec` (forward step and hand-written backward step) in
+``Cell.fused``; this module holds the :class:`Spec` type and the driver that runs any of
+them.
+
 :func:`fused_scan` runs a whole layer, input projection included, over time-major inputs
 ``xs: [t, B, d]`` and has a :func:`jax.custom_vjp`. The backward pass does per step only the
 recurrent matmul :math:`\partial h_{t-1} = \partial a_t W_h^\top` and the gate arithmetic.
@@ -66,9 +71,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import tree_where
 from seqjax.typing import Array
 
-__all__ = ["GRU", "LSTM", "RNN_RELU", "RNN_TANH", "Spec", "fused_scan", "sigmoid"]
+__all__ = ["Spec", "fused_scan", "sigmoid"]
 
 
 def sigmoid(x: Array) -> Array:
@@ -87,7 +93,7 @@ def _contract(a: Array, b: Array) -> Array:
 
 
 class Spec(NamedTuple):
-    """One cell's step and its hand-written backward step.
+    """One cell's step and its hand-written backward step (a ``Cell.fused``).
 
     ``forward(w_h, b_h, carry, u) -> (carry, h, residual)`` with ``u = x W_i + b``.
     ``backward(w_h_t, dcarry, dh, residual, h_prev, h) -> (dcarry_prev, du, drec)``, with
@@ -105,106 +111,6 @@ class Spec(NamedTuple):
     # gate arithmetic, slower for LSTM's and GRU's, whose fusions then read several
     # slices of the block.
     static_steps: bool = False
-
-
-# --------------------------------------------------------------------------- LSTM
-
-
-def _lstm_scale(n: int) -> Array:
-    """``s`` per gate column: ``s tanh(s x) + 1 - s`` is sigmoid for ``s = 1/2`` (i, f, o)
-    and tanh for ``s = 1`` (g); its derivative is ``s^2 - (a - 1 + s)^2`` at output ``a``."""
-    return jnp.concatenate([jnp.full((2 * n,), 0.5), jnp.ones((n,)), jnp.full((n,), 0.5)])
-
-
-def _lstm_forward(w_h, b_h, carry, u):
-    del b_h
-    h, c = carry
-    n = c.shape[-1]
-    s = _lstm_scale(n)
-    gates = s * jnp.tanh(s * (u + h @ w_h)) + (1.0 - s)  # one tanh for the four gates
-    i, f, g, o = (gates[:, j * n : (j + 1) * n] for j in range(4))
-    c_new = f * c + i * g
-    h_new = o * jnp.tanh(c_new)
-    return (h_new, c_new), h_new, (gates, c)
-
-
-def _lstm_backward(w_h_t, dcarry, dh, res, h_prev, h):
-    del h_prev, h
-    dh_next, dc = dcarry
-    gates, c_prev = res
-    n = c_prev.shape[-1]
-    i, f, g, o = (gates[:, j * n : (j + 1) * n] for j in range(4))
-    tc = jnp.tanh(f * c_prev + i * g)
-    dh = dh + dh_next
-    dc = dc + dh * o * (1.0 - tc * tc)
-    # d_pre = act'(gates) * partner * cotangent as one expression over [B, 4h], with the
-    # partners (g, c_prev, i, tanh c) and cotangents (dc, dc, dc, dh) of gates i, f, g, o.
-    s = _lstm_scale(n)
-    a = gates - (1.0 - s)
-    partner = jnp.concatenate([g, c_prev, i, tc], axis=-1)
-    cot = jnp.concatenate([dc, dc, dc, dh], axis=-1)
-    d_pre = (s * s - a * a) * partner * cot
-    return (d_pre @ w_h_t, dc * f), d_pre, None
-
-
-LSTM = Spec(_lstm_forward, _lstm_backward)
-
-
-# --------------------------------------------------------------------------- GRU
-
-
-def _gru_forward(w_h, b_h, h, u):
-    n_ = h.shape[-1]
-    rec = h @ w_h
-    rz = sigmoid(u[:, : 2 * n_] + rec[:, : 2 * n_])
-    rec_n = rec[:, 2 * n_ :]
-    if b_h is not None:
-        rec_n = rec_n + b_h
-    n = jnp.tanh(u[:, 2 * n_ :] + rz[:, :n_] * rec_n)
-    h_new = n + rz[:, n_:] * (h - n)
-    return h_new, h_new, (rz, n, rec_n)
-
-
-def _gru_backward(w_h_t, dh_next, dh, res, h_prev, h):
-    del h
-    rz, n, rec_n = res
-    n_ = n.shape[-1]
-    r, z = rz[:, :n_], rz[:, n_:]
-    dh = dh + dh_next
-    d_n = dh * (1.0 - z) * (1.0 - n * n)
-    d_r = d_n * rec_n * r * (1.0 - r)
-    d_z = dh * (h_prev - n) * z * (1.0 - z)
-    d_u = jnp.concatenate([d_r, d_z, d_n], axis=-1)
-    d_rec = jnp.concatenate([d_r, d_z, d_n * r], axis=-1)
-    return dh * z + d_rec @ w_h_t, d_u, d_rec
-
-
-GRU = Spec(_gru_forward, _gru_backward)
-
-
-# --------------------------------------------------------------------------- Elman RNN
-
-
-def _rnn_forward(act, w_h, b_h, h, u):
-    del b_h
-    h_new = act(u + h @ w_h)
-    return h_new, h_new, ()
-
-
-def _tanh_backward(w_h_t, dh_next, dh, res, h_prev, h):
-    del res, h_prev
-    d_pre = (dh + dh_next) * (1.0 - h * h)
-    return d_pre @ w_h_t, d_pre, None
-
-
-def _relu_backward(w_h_t, dh_next, dh, res, h_prev, h):
-    del res, h_prev
-    d_pre = jnp.where(h > 0, dh + dh_next, 0.0)
-    return d_pre @ w_h_t, d_pre, None
-
-
-RNN_TANH = Spec(functools.partial(_rnn_forward, jnp.tanh), _tanh_backward, True)
-RNN_RELU = Spec(functools.partial(_rnn_forward, jax.nn.relu), _relu_backward, True)
 
 
 # --------------------------------------------------------------------------- driver
@@ -260,11 +166,6 @@ def _scan_prefetch(f, carry, xs, *, reverse, unroll):
     return carry, ys
 
 
-def _where(mask: Array, on_true: Any, on_false: Any) -> Any:
-    """``jnp.where`` over carry pytrees with leaves ``[B, n]`` and a mask ``[B]``."""
-    return jax.tree.map(lambda x, y: jnp.where(mask[:, None], x, y), on_true, on_false)
-
-
 def _run(spec, reverse, unroll, params, xs, carry0, masks, save):
     w_i, w_h, b, b_h = params
     valid, resets, restart = masks
@@ -275,10 +176,10 @@ def _run(spec, reverse, unroll, params, xs, carry0, masks, save):
         # arithmetic (measured faster on CPU than reading a hoisted [t, B, k] projection).
         u = x @ w_i
         u = u if b is None else u + b
-        start = carry if reset is None else _where(reset, restart, carry)
+        start = carry if reset is None else tree_where(reset, restart, carry)
         new, h, res = spec.forward(w_h, b_h, start, u)
         if valid is not None:  # past a sequence's length: carry kept, output zero
-            new = _where(valid, new, carry)
+            new = tree_where(valid, new, carry)
             h = jnp.where(valid[:, None], h, 0.0)
         return new, ((h, res) if save else h)
 
@@ -299,7 +200,8 @@ def fused_scan(
     """Runs ``spec``'s cell over ``xs: [t, B, d]``; returns ``(carry, hs: [t, B, h])``.
 
     Args:
-      spec: the cell (:data:`LSTM`, :data:`GRU`, :data:`RNN_TANH`, :data:`RNN_RELU`).
+      spec: the cell's :class:`Spec` (its ``Cell.fused``, declared beside its step in
+        :mod:`seqjax.cells`).
       reverse: run right to left.
       unroll: steps unrolled per loop iteration.
       block: steps per block of the backward pass (see the module docstring).
@@ -363,15 +265,15 @@ def _fused_bwd(spec, reverse, unroll, block, saved, cts):
             if valid is None:
                 dcell = dcarry
             else:  # a step past the length passes the carry's cotangent through
-                dcell = _where(valid, dcarry, zeros(dcarry))
+                dcell = tree_where(valid, dcarry, zeros(dcarry))
                 dh = jnp.where(valid[:, None], dh, 0.0)
             # Past the length the cotangents are zero, hence so are d_u, d_rec and dstart:
             # the engine zeroes the padding, so the residuals there are finite.
             dstart, d_u, d_rec = spec.backward(w_h_t, dcell, dh, r, h_prev, h)
             if reset is not None:  # a restarted step's carry came from restart
-                drestart = jax.tree.map(jnp.add, drestart, _where(reset, dstart, zeros(dstart)))
-                dstart = _where(reset, zeros(dstart), dstart)
-            dprev = dstart if valid is None else _where(valid, dstart, dcarry)
+                drestart = jax.tree.map(jnp.add, drestart, tree_where(reset, dstart, zeros(dstart)))
+                dstart = tree_where(reset, zeros(dstart), dstart)
+            dprev = dstart if valid is None else tree_where(valid, dstart, dcarry)
             return (dprev, drestart), (d_u, d_rec, h_prev)
 
         scan = jax.lax.scan if spec.static_steps else _scan_prefetch

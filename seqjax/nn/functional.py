@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import default_init, dot, length_mask
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
 __all__ = [
@@ -38,7 +39,7 @@ def _valid(lengths: ArrayLike | None, t: int, batch_shape: tuple) -> Array:
         raise ValueError(
             f"lengths must have the batch shape {batch_shape}, received shape {lengths.shape}"
         )
-    return jnp.arange(t) < lengths[..., None]
+    return length_mask(lengths, t)
 
 
 def last_valid(ys: ArrayLike, lengths: ArrayLike | None = None) -> Array:
@@ -119,15 +120,15 @@ def embed(table: Array, tokens: ArrayLike) -> Array:
 
 def dense_init(key: PRNGKey, in_size: int, out_size: int, dtype: Any = jnp.float32) -> Params:
     """``{"w": [in, out], "b": [out]}``, LeCun-uniform kernel and zero bias."""
-    init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
-    return {"w": init(key, (in_size, out_size), dtype), "b": jnp.zeros((out_size,), dtype)}
+    return {
+        "w": default_init()(key, (in_size, out_size), dtype),
+        "b": jnp.zeros((out_size,), dtype),
+    }
 
 
 def dense(params: Params, x: ArrayLike) -> Array:
     """``x @ w + b``; ``x: [..., in] -> [..., out]``, accumulated in at least float32."""
-    w = params["w"]
-    acc = jnp.promote_types(w.dtype, jnp.float32)
-    y = jnp.matmul(jnp.asarray(x).astype(w.dtype), w, preferred_element_type=acc)
+    y = dot(x, params["w"])
     return y + params["b"].astype(y.dtype)
 
 
@@ -139,8 +140,18 @@ def _sizes(template: Carry) -> list[int]:
                 "a bridge needs carries whose leaves are vectors per example ([*b, n]); "
                 f"received a leaf of unbatched shape {leaf.shape}"
             )
-        sizes.append(leaf.shape[0])
+        sizes.append(_width(leaf))
     return sizes
+
+
+def _complex(leaf: Any) -> bool:
+    return jnp.issubdtype(leaf.dtype, jnp.complexfloating)
+
+
+def _width(leaf: Any) -> int:
+    """Features of a carry leaf ``[*b, n]``; a complex one (the LRU's state) counts its
+    real and imaginary parts."""
+    return leaf.shape[-1] * (2 if _complex(leaf) else 1)
 
 
 def bridge_init(key: PRNGKey, source: Carry, target: Carry) -> Params:
@@ -167,14 +178,22 @@ def bridge(params: Params, carry: Carry, target: Carry) -> Carry:
     Returns:
       A carry with ``target``'s structure and leaves ``[*b, n_j]``.
     """
-    leaves = jax.tree.leaves(carry)
-    z = jnp.tanh(dense(params, jnp.concatenate([jnp.asarray(x) for x in leaves], axis=-1)))
+    leaves = []
+    for x in jax.tree.leaves(carry):
+        x = jnp.asarray(x)
+        leaves += [jnp.real(x), jnp.imag(x)] if _complex(x) else [x]
+    z = jnp.tanh(dense(params, jnp.concatenate(leaves, axis=-1)))
     flat, treedef = jax.tree.flatten(target)
-    splits = list(itertools.accumulate(x.shape[-1] for x in flat))[:-1]
+    splits = list(itertools.accumulate(_width(x) for x in flat))[:-1]
     parts = jnp.split(z, splits, axis=-1)
-    return jax.tree.unflatten(
-        treedef, [p.astype(x.dtype) for p, x in zip(parts, flat, strict=True)]
-    )
+
+    def cast(p, x):
+        if _complex(x):  # real and imaginary halves
+            n = p.shape[-1] // 2
+            return jax.lax.complex(p[..., :n], p[..., n:]).astype(x.dtype)
+        return p.astype(x.dtype)
+
+    return jax.tree.unflatten(treedef, [cast(p, x) for p, x in zip(parts, flat, strict=True)])
 
 
 def embed_init(key: PRNGKey, vocab_size: int, embed_size: int, dtype: Any = jnp.float32) -> Array:

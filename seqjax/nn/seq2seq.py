@@ -29,14 +29,15 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from seqjax import decoding
+from seqjax._util import cell_output_size, length_mask
 from seqjax.attention import Attention as AttentionFn
-from seqjax.attention import AttentionOutput, _output_size, attention_decoder, bind_memory
+from seqjax.attention import AttentionOutput, attention_decoder, bind_memory
 from seqjax.cells import Cell, cell_by_name
 from seqjax.combinators import bidirectional, stack
 from seqjax.combinators import dropout as apply_dropout
 from seqjax.nn import functional as F
 from seqjax.nn.layers import Recurrent, _checked_param, _rng, make_attention
-from seqjax.scan import Seq, recurrent, tree_where
+from seqjax.scan import Seq, recurrent
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey
 
 __all__ = ["Decoder", "Encoder", "Seq2Seq"]
@@ -116,7 +117,7 @@ class Decoder(nn.Module):
         )
 
     def setup(self):
-        out = _output_size(self.cell)
+        out = cell_output_size(self.cell)
         if self.attention is not None and self.attention_size is not None:
             out = self.attention_size
         self.embedding = self.param("embedding", F.embed_init, self.vocab_size, self.embed_size)
@@ -144,13 +145,20 @@ class Decoder(nn.Module):
         return bind_memory(self.attention, self.rnn, memory, lengths=memory_lengths)
 
     def _pure_step(self, params: Params) -> Callable:
-        """``step(carry, x: [*b, e], k_out) -> (carry, logits, weights)``, pure in arrays."""
+        """``step(carry, x: [*b, e], k_out) -> (carry, logits, weights)``, pure in arrays;
+        ``k_out`` (the output dropout's) is a key, one key per example (``[*b]``) or
+        ``None``."""
         cell, out, rate, attn = self._cell(), self.output, self.dropout, self.attention
 
         def step(carry, x, k_out=None):
             carry, y = cell.apply(params, carry, x)
             y, weights = (y.outputs, y.weights) if attn is not None else (y, None)
-            return carry, F.dense(out, apply_dropout(k_out, y, rate)), weights
+            if k_out is not None and jnp.ndim(k_out):
+                flat = jax.vmap(lambda k, v: apply_dropout(k, v, rate))
+                y = flat(k_out.reshape(-1), y.reshape(-1, y.shape[-1])).reshape(y.shape)
+            else:
+                y = apply_dropout(k_out, y, rate)
+            return carry, F.dense(out, y), weights
 
         return step
 
@@ -216,37 +224,92 @@ class Decoder(nn.Module):
         return carry, F.dense(self.output, apply_dropout(k_out, ys, self.dropout)), weights
 
     def _scheduled(self, params, carry, tokens, lengths, key, rate):
-        """Scheduled sampling, step by step; the same outputs as teacher forcing at rate 0."""
-        step, table, drop = self._pure_step(params), self.embedding, self.dropout
+        """Scheduled sampling through the sequence engine: :func:`_feedback` makes a cell
+        that feeds the decoder its own samples; the same outputs as teacher forcing at rate
+        0 (logits past ``lengths`` are the output bias, weights zeros)."""
+        if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):  # a raw uint32 key
+            key = jax.random.wrap_key_data(key)
+        impl = jax.random.key_impl(key)
+        inner = self._cell()
+        cell = _feedback(
+            self._pure_step(params),
+            lambda batch_shape: inner.initial_carry(params, batch_shape),
+            self.embedding,
+            rate=rate,
+            dropout=self.dropout,
+            impl=impl,
+        )
         t, batch = tokens.shape[-1], tokens.shape[:-1]
-        tokens_t = jnp.moveaxis(tokens, -1, 0)
-        rate = jnp.asarray(rate, jnp.float32)
-        bias = self.output["b"]
-
-        def body(state, inp):
-            carry, prev = state
-            i, gold, k = inp
-            k_coin, k_sample, k_in, k_out = jax.random.split(k, 4)
-            sampled = jax.random.categorical(k_sample, jax.lax.stop_gradient(prev), axis=-1)
-            use = (i > 0) & jax.random.bernoulli(k_coin, rate, gold.shape)
-            tok = jnp.where(use, sampled.astype(gold.dtype), gold)
-            new, logits, weights = step(
-                carry, apply_dropout(k_in, F.embed(table, tok), drop), k_out
-            )
-            out = (logits, weights)
-            if lengths is not None:
-                valid = i < lengths
-                new = tree_where(valid, new, carry)
-                zero_w = None if weights is None else jnp.zeros_like(weights)
-                out = tree_where(valid, out, (jnp.broadcast_to(bias, logits.shape), zero_w))
-            return (new, logits), out
-
+        keys = jax.random.split(key, (*batch, t))  # one key per example and step
+        steps = jnp.broadcast_to(jnp.arange(t, dtype=jnp.uint32), tokens.shape)
+        xs = jnp.concatenate(
+            [tokens[..., None].astype(jnp.uint32), steps[..., None], jax.random.key_data(keys)],
+            axis=-1,
+        )
         prev0 = jnp.zeros((*batch, self.vocab_size), jnp.float32)
-        inputs = (jnp.arange(t), tokens_t, jax.random.split(key, t))
-        (carry, _), (logits, weights) = jax.lax.scan(body, (carry, prev0), inputs)
-        logits = jnp.moveaxis(logits, 0, -2)
-        weights = None if weights is None else jnp.moveaxis(weights, 0, -2)
+        (carry, _), (logits, weights) = recurrent(cell).apply(
+            {}, xs, (carry, prev0), lengths=lengths
+        )
+        if lengths is not None:
+            valid = length_mask(lengths, t)[..., None]
+            logits = jnp.where(valid, logits, self.output["b"].astype(logits.dtype))
         return carry, logits, weights
+
+
+def _feedback(
+    step: Callable,
+    decoder_carry: Callable,
+    table: Array,
+    *,
+    rate: float | Array,
+    dropout: float,
+    impl: Any,
+) -> Cell:
+    r"""A cell transformer for scheduled sampling (Bengio et al. 2015): a :class:`Cell`
+    that wraps a decoder step and feeds it, with probability ``rate``, a token sampled
+    from its own previous logits instead of the given one (never at the first step).
+
+    ``step(carry, x: [*b, e], k_out) -> (carry, logits, weights)`` is the decoder's pure
+    step (parameters bound), ``decoder_carry(batch_shape)`` its initial carry, ``table:
+    [v, e]`` the target embedding. The cell's input at
+    each step is ``uint32[*b, 2 + w]``: the given token, the step's index and the ``w``
+    words of that example's PRNG key for the step (its coin, sample and dropout draws);
+    its carry is
+    ``(decoder carry, previous logits [*b, v])``; its output ``(logits, weights)``. Its
+    parameters are bound in ``step``, so its own are ``{}``; ``impl`` is the keys' PRNG
+    implementation.
+    """
+    rate = jnp.asarray(rate, jnp.float32)
+
+    def init(key: PRNGKey, input_size: int) -> Params:
+        del key, input_size
+        return {}
+
+    def initial_carry(params: Params, batch_shape: tuple) -> Carry:
+        del params
+        logits = jnp.zeros((*batch_shape, table.shape[0]), jnp.float32)
+        return decoder_carry(batch_shape), logits
+
+    def draws(key, prev, gold, first):
+        """One example's token and dropout keys: ``prev: [v]`` logits, ``gold`` token."""
+        k_coin, k_sample, k_in, k_out = jax.random.split(key, 4)
+        sampled = jax.random.categorical(k_sample, jax.lax.stop_gradient(prev))
+        use = ~first & jax.random.bernoulli(k_coin, rate)
+        return jnp.where(use, sampled.astype(gold.dtype), gold), k_in, k_out
+
+    def step_fn(params: Params, carry: Carry, u: Array) -> tuple[Carry, Any]:
+        inner, prev = carry
+        batch = u.shape[:-1]
+        flat = u.reshape(-1, u.shape[-1])
+        keys = jax.random.wrap_key_data(flat[:, 2:], impl=impl)
+        gold, first = flat[:, 0].astype(jnp.int32), flat[:, 1] == 0
+        tok, k_in, k_out = jax.vmap(draws)(keys, prev.reshape(-1, prev.shape[-1]), gold, first)
+        emb = jax.vmap(lambda k, x: apply_dropout(k, x, dropout))(k_in, F.embed(table, tok))
+        emb = emb.reshape(*batch, emb.shape[-1])
+        inner, logits, weights = step(inner, emb, k_out.reshape(batch))
+        return (inner, logits), (logits, weights)
+
+    return Cell(init, initial_carry, lambda params, xs: xs, step_fn)
 
 
 class Seq2Seq(nn.Module):
@@ -264,7 +327,7 @@ class Seq2Seq(nn.Module):
       embed_size: embedding size (source and target).
       hidden_size: hidden size of every recurrent cell (per direction in the encoder).
       cell: a name of :data:`seqjax.CELLS` (``"lstm"``, ``"gru"``, ``"simple_rnn"``,
-        ``"min_gru"``).
+        ``"min_gru"``, ``"min_lstm"``, ``"lru"``, ``"rg_lru"``, ``"slstm"``).
       encoder_layers: number of stacked encoder layers.
       bidirectional: bidirectional encoder layers (memory size ``2 * hidden_size``).
       attention: ``"general"``, ``"dot"``, ``"scaled_dot"``, ``"concat"``, ``"bahdanau"``

@@ -9,12 +9,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
+from seqjax._util import length_mask as _length_mask
 from seqjax.typing import Array
 
 
 def length_mask(lengths: Array, t: int) -> Array:
     """``bool[b, t]``: True at steps before each length."""
-    return jnp.arange(t) < lengths[..., None]
+    return _length_mask(lengths, t)
 
 
 def _masked_mean(values: Array, mask: Array) -> Array:
