@@ -14,6 +14,7 @@ import pytest
 
 import seqjax
 from seqjax.train import privacy
+from seqjax.train.config import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -128,11 +129,59 @@ def test_epsilon_is_the_accountants_and_target_epsilon_is_met(accountant):
 
 
 def test_bad_privacy_config_is_a_clear_error():
-    c = privacy.privacy_config()
+    c = base_config().privacy
     c.accountant = "moments"
     with pytest.raises(ValueError, match=r"privacy.accountant must be one of \('rdp', 'pld'\)"):
         privacy.check_privacy_config(c)
-    c = privacy.privacy_config()
+    c = base_config().privacy
     c.clip_norm = 0.0
     with pytest.raises(ValueError, match="privacy.clip_norm must be > 0"):
         privacy.check_privacy_config(c)
+
+
+def test_private_run_reports_the_privacy_spent_and_resumes_exactly(tmp_path):
+    from test_tasks import config, write_npz
+
+    from seqjax.train import train_and_evaluate
+    from seqjax.train.writers import read_metrics
+
+    path = write_npz(tmp_path / "d.npz", n=120)
+    overrides = {
+        "data.path": str(path),
+        "privacy.enabled": True,
+        "privacy.target_epsilon": 8.0,
+        "model.dropout": 0.0,
+        "log_every": 1,
+    }
+    c = config("classify", **overrides)
+    summary = train_and_evaluate(c, tmp_path / "w")
+    p = summary["privacy"]
+    n = round(c.batch_size / p["sampling_rate"])
+    assert p["steps"] == 4 and p["delta"] == 1e-5 and p["clip_norm"] == 1.0
+    assert p["epsilon"] == pytest.approx(
+        privacy.epsilon(p["noise_multiplier"], p["sampling_rate"], 4, 1e-5, "rdp"), rel=1e-9
+    )
+    assert p["epsilon"] <= 8.0 + 1e-3 and p["noise_multiplier"] > 0
+    assert p["accountant"].startswith("dp-accounting") and p["truncated_steps"] == 0
+    assert n < 120  # sampled from the training part only
+    train = [r for r in read_metrics(tmp_path / "w") if r["split"] == "train"]
+    assert all(0 <= r["clipped_fraction"] <= 1 for r in train)
+    assert len({r["sampled"] for r in train}) > 1  # Poisson: the batch size varies
+    # a run that lost its last checkpoint resumes from step 2 and takes the same steps
+    import shutil
+
+    shutil.rmtree(tmp_path / "w" / "checkpoints" / "4")
+    (tmp_path / "w" / "summary.json").unlink()
+    resumed = train_and_evaluate(c, tmp_path / "w")
+    again = [r["loss"] for r in read_metrics(tmp_path / "w") if r["split"] == "train"]
+    assert again == [r["loss"] for r in train]
+    assert resumed["privacy"]["epsilon"] == p["epsilon"]
+
+
+def test_privacy_needs_a_finite_training_set(tmp_path):
+    from test_train import small_config
+
+    from seqjax.train import train_and_evaluate
+
+    with pytest.raises(ValueError, match="privacy needs a task with a finite training set"):
+        train_and_evaluate(small_config("adding", **{"privacy.enabled": True}), tmp_path)

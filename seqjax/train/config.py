@@ -33,6 +33,13 @@ def base_config() -> ConfigDict:
     config.distill.alpha = 0.5  # weight of the soft term; the hard loss gets 1 - alpha
     config.distill.beam_size = 4  # beam of the teacher's outputs at the sequence level
     config.distill.cache_dir = ""  # where those outputs are cached; empty: TEACHER/distill
+    config.privacy = ConfigDict()  # DP-SGD (seqjax.train.privacy)
+    config.privacy.enabled = False  # train with DP-SGD: per-example clipping, noise, Poisson
+    config.privacy.clip_norm = 1.0  # C: every per-example gradient is clipped to this L2 norm
+    config.privacy.noise_multiplier = 1.0  # sigma: noise std sigma * C; unused with target
+    config.privacy.target_epsilon = 0.0  # > 0: the smallest noise that meets this epsilon
+    config.privacy.delta = 1e-5  # the delta of the (epsilon, delta) guarantee
+    config.privacy.accountant = "rdp"  # rdp (Renyi DP) or pld (privacy loss distributions)
     config.model = ConfigDict()  # the experiment's model fields, and:
     config.model.api = "linen"  # linen (seqjax.nn) or nnx (seqjax.nnx): the same params
     config.model.arch = "rnn"  # rnn (config.model.cell and its fields) or transformer

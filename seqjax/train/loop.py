@@ -50,7 +50,13 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(leaf, tree)
 
 
-def make_train_step(task: Task, tx: optax.GradientTransformation, *, dtype: Any = None) -> Callable:
+def make_train_step(
+    task: Task,
+    tx: optax.GradientTransformation,
+    *,
+    dtype: Any = None,
+    value_and_grad: Callable | None = None,
+) -> Callable:
     """``train_step(state, batch) -> (state, metrics)``: one optimizer update, to be jitted.
 
     With ``dtype`` (``"bfloat16"``) the model runs on a copy of the parameters cast to it,
@@ -61,6 +67,10 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, *, dtype: Any 
     A step whose loss, gradient norm or updated parameters are not finite is skipped on the
     device: the state is returned unchanged and ``metrics["finite"]`` is False. So the
     trainer needs no host read per step to keep non-finite values out of the state.
+
+    ``value_and_grad`` turns the loss function into ``(loss, aux), grads`` (default
+    ``jax.value_and_grad(loss_fn, has_aux=True)``); DP-SGD passes its private one
+    (:meth:`seqjax.train.privacy.Privacy.value_and_grad`).
     """
 
     def loss_fn(params, batch, key):
@@ -68,9 +78,15 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, *, dtype: Any 
         loss, aux = task.loss(model_params, batch, key)
         return jnp.asarray(loss, jnp.float32), aux
 
+    grad_fn = (
+        jax.value_and_grad(loss_fn, has_aux=True)
+        if value_and_grad is None
+        else value_and_grad(loss_fn)
+    )
+
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         key, sub = jax.random.split(state.key)
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, sub)
+        (loss, aux), grads = grad_fn(state.params, batch, sub)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
@@ -377,9 +393,15 @@ def train_and_evaluate(
     # Donated state buffers are updated in place; the CPU client would only warn that it
     # cannot reuse them.
     donate = () if jax.devices()[0].platform == "cpu" else (0, 1)
-    loop_step = jax.jit(
-        make_loop_step(make_train_step(task, tx, dtype=dtype)), donate_argnums=donate
+    private = None
+    if config.get("privacy") and config.privacy.enabled:
+        from seqjax.train.privacy import Privacy
+
+        private = Privacy(config, task, devices=jax.device_count())
+    train_step = make_train_step(
+        task, tx, dtype=dtype, value_and_grad=None if private is None else private.value_and_grad
     )
+    loop_step = jax.jit(make_loop_step(train_step), donate_argnums=donate)
     health = jax.device_put(_healthy(), replicated)
 
     def check_health(health) -> None:
@@ -409,6 +431,8 @@ def train_and_evaluate(
     )
 
     def make_batch(step: int) -> dict:
+        if private is not None:  # a Poisson sample in the fixed physical batch
+            return _shard_batch(private.train_batch(step), batch_sharding, private.sampler.rows)
         return _shard_batch(
             task.train_batch(step, config.batch_size), batch_sharding, config.batch_size
         )
@@ -487,6 +511,8 @@ def train_and_evaluate(
         "platform": jax.devices()[0].platform,
         "config": config.to_dict(),
     }
+    if private is not None:
+        summary["privacy"] = private.summary(int(state.step))
     if primary:
         extras = task.report(model_params(best_state.params), workdir)
         plots.learning_curves(read_metrics(workdir), workdir, eval_metric=task.eval_metric)

@@ -40,19 +40,8 @@ WEIGHT = "dp_weight"  # the batch entry that marks sampled rows (1) and padding 
 ACCOUNTANTS = ("rdp", "pld")
 
 
-def privacy_config() -> ConfigDict:
-    """``config.privacy``'s fields and defaults (off)."""
-    c = ConfigDict()
-    c.enabled = False  # train with DP-SGD
-    c.clip_norm = 1.0  # C: every per-example gradient is clipped to this L2 norm
-    c.noise_multiplier = 1.0  # sigma: noise std is sigma * C; ignored with target_epsilon
-    c.target_epsilon = 0.0  # > 0: find the smallest noise that meets this epsilon
-    c.delta = 1e-5  # the delta of the (epsilon, delta) guarantee
-    c.accountant = "rdp"  # rdp (Renyi DP) or pld (privacy loss distributions)
-    return c
-
-
 def check_privacy_config(p: ConfigDict) -> None:
+    """Raises ``ValueError`` naming the first bad field of ``config.privacy``."""
     if not p.clip_norm > 0:
         raise ValueError(f"privacy.clip_norm must be > 0, received {p.clip_norm!r}")
     if p.target_epsilon < 0:
