@@ -172,4 +172,8 @@ def test_quick_trainer_section(quick_run):
     assert set(row["step_ms"]) == {"float32", "bfloat16"} and min(row["step_ms"].values()) > 0
     for modes in row["checkpoint_blocked_ms"].values():
         assert set(modes) == {"sync", "async"} and min(modes.values()) > 0
-    assert "Trainer (dates" in bench.markdown(result)
+    assert set(row["dp_step_ms"]) == {"plain", "private"} and min(row["dp_step_ms"].values()) > 0
+    assert row["dp_over_plain"] == pytest.approx(
+        row["dp_step_ms"]["private"] / row["dp_step_ms"]["plain"]
+    )
+    assert "Trainer (dates" in bench.markdown(result) and "DP-SGD step" in bench.markdown(result)
