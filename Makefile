@@ -32,7 +32,7 @@ venv: $(STAMP)
 venv-train: $(TRAIN_STAMP)
 
 test: venv  ## the whole suite, slow end-to-end tests included, one process per core
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --durations=25
 
 test-fast: venv  ## everything but the tests marked slow
 	$(PY) -m pytest -q -n auto -m "not slow"
