@@ -169,7 +169,9 @@ def _align(memory: Memory, query: Array) -> Memory:
             return None
         return x.reshape(x.shape[: len(mb)] + (1,) * extra + x.shape[len(mb) :])
 
-    return Memory(expand(memory.values), expand(memory.keys), expand(memory.mask))
+    values, keys = expand(memory.values), expand(memory.keys)
+    assert values is not None and keys is not None  # a Memory always holds both
+    return Memory(values, keys, expand(memory.mask))
 
 
 # --------------------------------------------------------------------------- scores

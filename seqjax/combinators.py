@@ -7,7 +7,7 @@ so each layer's input projection stays one matmul.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -109,7 +109,7 @@ def stack(*layers: Seq, dropout: float = 0.0) -> Seq:
     return Seq(init, initial_carry, apply)
 
 
-_MERGES = {
+_MERGES: dict[str, Callable[[Array, Array], Array]] = {
     "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
     "sum": jnp.add,
     "mean": lambda a, b: (a + b) / 2,

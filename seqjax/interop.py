@@ -141,7 +141,7 @@ def from_torch(module: Any) -> tuple[Seq, Params]:
     is_lstm = mode == "LSTM"
 
     def states(carry: tuple) -> list:
-        flat = []
+        flat: list = []
         for c in carry:
             flat.extend(c if n_dirs == 2 else (c,))
         return flat
@@ -161,6 +161,7 @@ def from_torch(module: Any) -> tuple[Seq, Params]:
         want = "(h_0, c_0)" if is_lstm else "h_0"
         expected = [(n_states, *batch_shape, size) for size in sizes]
         is_seq = isinstance(carry, (tuple, list))
+        received: str | list[tuple[int, ...]]
         if is_lstm != is_seq or (is_seq and len(carry) != 2):
             received = f"{type(carry).__name__}" + (
                 f" of length {len(carry)}" if is_seq else f" of shape {np.shape(carry)}"

@@ -253,7 +253,7 @@ def _check_remat(remat: Remat) -> None:
 def _chunk_size(remat: Remat, t: int) -> int | None:
     if t == 0 or remat is None or remat == "step":
         return None
-    if remat != "sqrt":
+    if not isinstance(remat, str):
         return min(remat, t)
     root = math.isqrt(t - 1) + 1  # ceil(sqrt(t))
     # A divisor of t near sqrt(t) needs no padded (masked, wasted) steps.

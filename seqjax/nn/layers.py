@@ -36,7 +36,8 @@ def _checked_param(
         try:
             check_params(init, module.get_variable("params", name), input_size, inputs=inputs)
         except ValueError as e:
-            path = module.scope.path_text.rstrip("/") + "/" + name
+            scope = module.scope
+            path = ("" if scope is None else scope.path_text.rstrip("/")) + "/" + name
             raise ValueError(f"{e} (params at {path})") from None
     return module.param(name, init, input_size)
 
