@@ -729,15 +729,16 @@ def min_lstm(
         log_f, log_i = -jax.nn.softplus(sf - si), -jax.nn.softplus(si - sf)
         return jnp.exp(log_f), jnp.exp(log_i) * us[..., 2 * hs :]
 
-    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+    def step_gates(params: Params, h: Array, u: Array) -> tuple[Array, Array, dict]:
         a, b = _ab(u)
         h_new = (a * h + b).astype(h.dtype)
-        return h_new, h_new
+        return h_new, h_new, {"f": a, "i_h": b, "h": h_new}  # f'_t, i'_t * h~_t, h_t
 
     def coefficients(params: Params, xs: Array) -> tuple[Array, Array]:
         return _ab(project(params, xs))
 
-    return Cell(init, initial_carry, project, step, coefficients)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, coefficients, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- LRU
@@ -870,9 +871,12 @@ def lru(
         y = dot(jnp.real(x), params["C_re"], dtype) - dot(jnp.imag(x), params["C_im"], dtype)
         return y + skip
 
-    def step(params: Params, x: Array, u: Array) -> tuple[Array, Array]:
+    def step_gates(params: Params, x: Array, u: Array) -> tuple[Array, Array, dict]:
         x_new = (_lambda(params) * x + _input(u)).astype(x.dtype)
-        return x_new, _out(params, x_new, u[..., 2 * n :])
+        y = _out(params, x_new, u[..., 2 * n :])
+        return x_new, y, {"state_abs": jnp.abs(x_new), "h": y}  # |x_t| and y_t
+
+    step = _without_gates(step_gates)
 
     def coefficients(params: Params, xs: Array) -> tuple[Array, Array]:
         b = _input(project(params, xs))
@@ -881,7 +885,7 @@ def lru(
     def readout(params: Params, states: Array, xs: Array) -> Array:
         return _out(params, states, dot(xs, params["D"], dtype))
 
-    return Cell(init, initial_carry, project, step, coefficients, readout=readout)
+    return Cell(init, initial_carry, project, step, coefficients, readout=readout, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- RG-LRU
@@ -970,15 +974,16 @@ def rg_lru(
         norm = jnp.sqrt(-jnp.expm1(2.0 * log_a))
         return jnp.exp(log_a), norm * i * us[..., 2 * hs :]
 
-    def step(params: Params, h: Array, u: Array) -> tuple[Array, Array]:
+    def step_gates(params: Params, h: Array, u: Array) -> tuple[Array, Array, dict]:
         a, b = _ab(params, u)
         h_new = (a * h + b).astype(h.dtype)
-        return h_new, h_new
+        return h_new, h_new, {"a": a, "b": b, "h": h_new}  # a_t, the gated input, h_t
 
     def coefficients(params: Params, xs: Array) -> tuple[Array, Array]:
         return _ab(params, project(params, xs))
 
-    return Cell(init, initial_carry, project, step, coefficients)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, coefficients, gates=step_gates)
 
 
 # --------------------------------------------------------------------------- sLSTM
@@ -1084,20 +1089,23 @@ def slstm(
         rec = rec.reshape(*h.shape[:-1], heads, 4, hd)
         return jnp.swapaxes(rec, -3, -2).reshape(*h.shape[:-1], 4 * hs)
 
-    def step(params: Params, carry: SLSTMState, u: Array) -> tuple[SLSTMState, Array]:
+    def step_gates(params: Params, carry: SLSTMState, u: Array) -> tuple[SLSTMState, Array, dict]:
         h, c, n, m = carry
         i_, f_, z_, o_ = jnp.split(u + _recurrent(params, h), 4, axis=-1)
         m_new = jnp.maximum(f_ + m, i_)
         i = jnp.exp(i_ - m_new)
         f = jnp.exp(f_ + m - m_new)
-        c_new = f * c + i * jnp.tanh(z_)
+        z, o = jnp.tanh(z_), jax.nn.sigmoid(o_)
+        c_new = f * c + i * z
         n_new = f * n + i
-        h_new = jax.nn.sigmoid(o_) * c_new / n_new
+        h_new = o * c_new / n_new
         dt = h.dtype
         new = SLSTMState(*(a.astype(dt) for a in (h_new, c_new, n_new, m_new)))
-        return new, new.h
+        gates = {"i": i, "f": f, "z": z, "o": o, "c": new.c, "n": new.n, "m": new.m, "h": new.h}
+        return new, new.h, gates  # i, f: the stabilised exponential gates
 
-    return Cell(init, initial_carry, project, step)
+    step = _without_gates(step_gates)
+    return Cell(init, initial_carry, project, step, gates=step_gates)
 
 
 CELLS: dict[str, Callable[..., Cell]] = {

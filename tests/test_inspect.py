@@ -16,11 +16,16 @@ GATE_NAMES = {
     "lstm": {"i", "f", "g", "o", "c", "h"},
     "gru": {"r", "z", "n", "h"},
     "min_gru": {"z", "h_tilde", "h"},
+    "min_lstm": {"f", "i_h", "h"},
+    "lru": {"state_abs", "h"},
+    "rg_lru": {"a", "b", "h"},
+    "slstm": {"i", "f", "z", "o", "c", "n", "m", "h"},
 }
 
 
 def _family(name):
-    return next(k for k in ("min_gru", "lstm", "gru", "rnn") if name.startswith(k))
+    families = ("min_gru", "min_lstm", "rg_lru", "lru", "slstm", "lstm", "gru", "rnn")
+    return next(k for k in families if name.startswith(k))
 
 
 def _setup(name, b=3, t=7, d=5, seed=0):
