@@ -303,10 +303,33 @@ class SequenceClassifier(_FeatureHead):
       deterministic: start in evaluation mode.
     """
 
-    def __init__(self, seq: Seq, num_classes: int, *, pooling: str = "last", **kwargs: Any):
+    def __init__(
+        self,
+        seq: Seq,
+        num_classes: int,
+        *,
+        pooling: str = "last",
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embed_size: int | None = None,
+        dropout: float = 0.0,
+        rngs: nnx.Rngs | None = None,
+        params: Params | None = None,
+        deterministic: bool = False,
+    ):
         F.pool(pooling, jnp.zeros((1, 1)))  # validates the name
         self.pooling = pooling
-        super().__init__(seq, num_classes, **kwargs)
+        super().__init__(
+            seq,
+            num_classes,
+            input_size=input_size,
+            vocab_size=vocab_size,
+            embed_size=embed_size,
+            dropout=dropout,
+            rngs=rngs,
+            params=params,
+            deterministic=deterministic,
+        )
 
     def __call__(
         self, xs: ArrayLike, lengths: ArrayLike | None = None, *, deterministic: bool | None = None
@@ -332,8 +355,30 @@ class Tagger(_FeatureHead):
       deterministic: start in evaluation mode.
     """
 
-    def __init__(self, seq: Seq, num_tags: int, **kwargs: Any):
-        super().__init__(seq, num_tags, **kwargs)
+    def __init__(
+        self,
+        seq: Seq,
+        num_tags: int,
+        *,
+        input_size: int | None = None,
+        vocab_size: int | None = None,
+        embed_size: int | None = None,
+        dropout: float = 0.0,
+        rngs: nnx.Rngs | None = None,
+        params: Params | None = None,
+        deterministic: bool = False,
+    ):
+        super().__init__(
+            seq,
+            num_tags,
+            input_size=input_size,
+            vocab_size=vocab_size,
+            embed_size=embed_size,
+            dropout=dropout,
+            rngs=rngs,
+            params=params,
+            deterministic=deterministic,
+        )
 
     def __call__(
         self, xs: ArrayLike, lengths: ArrayLike | None = None, *, deterministic: bool | None = None
