@@ -180,6 +180,9 @@ def _without_gates(step_gates: Callable) -> Callable:
         carry, y, _ = step_gates(params, carry, u)
         return carry, y
 
+    # Named after the constructor's step (``slstm.<locals>.step``), so that errors can say
+    # which cell they are about.
+    step.__qualname__ = step_gates.__qualname__.rsplit(".", 1)[0] + ".step"
     return step
 
 

@@ -334,6 +334,12 @@ def train_and_evaluate(
 
         task = make_task(config)  # bad data fails here, before anything is written
     _check_task(task)
+    private = None
+    if config.get("privacy") and config.privacy.enabled:
+        from seqjax.train.privacy import Privacy
+
+        # A task this cannot train privately fails here, before any file is opened.
+        private = Privacy(config, task, devices=jax.device_count())
     name = getattr(task, "name", None) or config.task or type(task).__name__
     primary = jax.process_index() == 0
     if primary:
@@ -393,11 +399,6 @@ def train_and_evaluate(
     # Donated state buffers are updated in place; the CPU client would only warn that it
     # cannot reuse them.
     donate = () if jax.devices()[0].platform == "cpu" else (0, 1)
-    private = None
-    if config.get("privacy") and config.privacy.enabled:
-        from seqjax.train.privacy import Privacy
-
-        private = Privacy(config, task, devices=jax.device_count())
     train_step = make_train_step(
         task, tx, dtype=dtype, value_and_grad=None if private is None else private.value_and_grad
     )
