@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
+import pathlib
 
-import seqjax
+# One persistent XLA compilation cache for the whole run, shared by the xdist workers and
+# by the subprocesses tests start (they inherit the environment): many tests compile the
+# same small programs (the same config trained, killed and resumed), and a cache hit skips
+# XLA. Set before jax is imported; the cache key holds jax's version and flags.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".jax_cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import seqjax  # noqa: E402
 
 # name -> constructor of a small cell; hidden 6 (proj 4) keeps compile and run time low.
 CELLS = {

@@ -184,14 +184,21 @@ def test_bfloat16_keeps_float32_params_and_optimizer_state(tmp_path):
     assert {str(x.dtype) for x in jax.tree.leaves(saved["params"])} == {"float32"}
 
 
-@pytest.mark.slow
-def test_bfloat16_dates_reaches_exact_match(tmp_path):
-    """The default experiment in full, trained in bfloat16: at least 99.5% exact match on
-    the test dates (float32 reaches 100%)."""
-    config = importlib.import_module("configs.dates").get_config()
-    config.update(dtype="bfloat16", progress_bar=False, tensorboard=False)
-    summary = train_and_evaluate(config, tmp_path)
-    assert summary["eval"]["exact_match"] >= 0.995, summary["eval"]
+def test_bfloat16_learns_as_float32_does(tmp_path):
+    """Trained in bfloat16, the adding problem (length 20) is solved as well as in float32:
+    both far below the predict-the-mean baseline, bfloat16 within a factor of two of float32.
+    (The default experiment in full reaches 99.95% exact match in bfloat16: README.)"""
+    mse = {}
+    for dtype in ("float32", "bfloat16"):
+        overrides = {"num_steps": 1500, "eval_every": 500, "log_every": 500, "batch_size": 32}
+        config = small_config("adding", dtype=dtype, tensorboard=False, **overrides)
+        config.model.hidden_size = 16
+        summary = train_and_evaluate(config, tmp_path / dtype)
+        mse[dtype] = summary["eval"]["mse"]
+        baseline = summary["baselines"]["predict_the_mean_mse"]
+    assert mse["float32"] < 0.1 * baseline, (mse, baseline)
+    assert mse["bfloat16"] < 0.1 * baseline, (mse, baseline)
+    assert mse["bfloat16"] <= 2 * mse["float32"] + 1e-3, mse
 
 
 _FOUR_DEVICES = """
