@@ -1,6 +1,6 @@
-"""Private helpers shared by every floor: length masks, a pytree ``where``, matmuls
-accumulated in float32, the default initialiser, output sizes by abstract evaluation, and
-checking parameter trees against ``init``.
+"""Private helpers shared by every floor: length masks, flips within lengths, a pytree
+``where``, matmuls accumulated in float32, the default initialiser, output sizes by
+abstract evaluation, and checking parameter trees against ``init``.
 
 Each of these ideas lives here once; cells, the sequence engine, the kernels, attention,
 the Flax shells and the losses import them instead of writing their twins.
@@ -39,6 +39,22 @@ def step_mask(steps: Array, lengths: Array) -> Array:
 def length_mask(lengths: ArrayLike, size: int) -> Array:
     """``lengths: int[*b]`` -> ``bool[*b, size]``: True at positions before each length."""
     return jnp.arange(size) < jnp.asarray(lengths)[..., None]
+
+
+def flip_within_lengths(ys: Array, lengths: Array | None, time_major: bool) -> Array:
+    """Reverses each sequence of ``ys: [*b, t, ...]`` (``[t, *b, ...]`` time-major) within
+    its length ``lengths: int[*b]``; padding stays at the end (all of ``t`` when ``None``)."""
+    if lengths is None:
+        return jnp.flip(ys, axis=0 if time_major else -2)
+    lengths = jnp.asarray(lengths)
+    axis = 0 if time_major else lengths.ndim
+    t = ys.shape[axis]
+    if time_major:
+        steps, bound = jnp.arange(t).reshape((t,) + (1,) * lengths.ndim), lengths[None]
+    else:
+        steps, bound = jnp.arange(t), lengths[..., None]
+    idx = jnp.where(steps < bound, bound - 1 - steps, steps)
+    return jnp.take_along_axis(ys, idx.reshape(idx.shape + (1,) * (ys.ndim - idx.ndim)), axis)
 
 
 def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:

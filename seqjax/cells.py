@@ -326,7 +326,7 @@ def _lstm_backward(w_h_t, dcarry, dh, res, h_prev, h):
     return (d_pre @ w_h_t, dc * f), d_pre, None
 
 
-_LSTM_FUSED = Spec(_lstm_forward, _lstm_backward)
+_LSTM_FUSED = Spec(_lstm_forward, _lstm_backward, name="lstm")
 
 
 def lstm(

@@ -26,7 +26,7 @@ import numpy as np
 from seqjax import _util
 from seqjax.cells import Cell, LSTMState, gru, lstm, simple_rnn
 from seqjax.combinators import bidirectional, stack
-from seqjax.scan import Seq, layout, recurrent
+from seqjax.scan import Seq, recurrent
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
 __all__ = ["from_flax", "from_torch"]
@@ -185,22 +185,6 @@ def from_torch(module: Any) -> tuple[Seq, Params]:
 # --------------------------------------------------------------------------- Flax linen
 
 
-def _flip_within_lengths(ys: Array, lengths: Array | None, time_major: bool) -> Array:
-    """Reverses each sequence of ``ys`` within its length; padding stays at the end."""
-    t, batch_shape = layout(ys, time_major)
-    axis = 0 if time_major else len(batch_shape)
-    if lengths is None:
-        return jnp.flip(ys, axis=axis)
-    steps = jnp.arange(t)
-    if time_major:
-        steps = steps.reshape((t,) + (1,) * len(batch_shape))
-        lengths_b = lengths[None]
-    else:
-        lengths_b = lengths[..., None]
-    idx = jnp.where(steps < lengths_b, lengths_b - 1 - steps, steps)
-    return jnp.take_along_axis(ys, idx[..., None], axis=axis)
-
-
 def _flax_cell(cell: Any, params: Params, check: Any) -> tuple[Cell, Params, bool]:
     """``(seqjax cell, seqjax params, is_lstm)`` for a Flax linen cell and its params;
     ``check()`` validates the variables once the cell's options are known to be supported."""
@@ -339,6 +323,6 @@ def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
     def apply(params, xs, carry=None, *, lengths=None, resets=None, key=None):
         carry, ys = seq.apply(params, xs, carry, lengths=lengths, resets=resets, key=key)
         lengths = None if lengths is None else jnp.asarray(lengths)
-        return carry, _flip_within_lengths(ys, lengths, time_major)
+        return carry, _util.flip_within_lengths(ys, lengths, time_major)
 
     return Seq(seq.init, seq.initial_carry, apply), seq_params

@@ -44,6 +44,7 @@ import numpy as np
 from seqjax import kernels
 from seqjax._util import check_params, step_mask, tree_where
 from seqjax.cells import Cell
+from seqjax.kernels import cudnn
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
 
 __all__ = ["Seq", "recurrent", "scan"]
@@ -353,6 +354,8 @@ def _sequential_scan(
         )
 
     if chunk is None:
+        if remat is None and cudnn.applies(cell, params, xs, carry0, resets):
+            return cudnn.lstm_scan(params, xs, carry0, lengths, reverse=reverse)
         if remat is None:
             fast = fused_or_none(xs, carry0, steps, resets)
             if fast is not None:

@@ -149,6 +149,29 @@ def test_bad_config_is_a_clear_error(tmp_path):
         train_and_evaluate(small_config("adding", **{"data.prefetch": -1}), tmp_path)
 
 
+@pytest.mark.parametrize("name", ["adding", "copy"])
+def test_parallel_scan_trains_as_the_sequential_one(name, tmp_path):
+    """config.model.parallel: the same losses as the sequential scan (float rounding)."""
+    losses = {}
+    for parallel in (False, True):
+        config = small_config(name, **{"model.cell": "min_gru", "model.parallel": parallel})
+        if name == "copy":
+            config.model.chrono_t_max = 0.0
+        train_and_evaluate(config, tmp_path / str(parallel))
+        losses[parallel] = [
+            r["loss"] for r in read_metrics(tmp_path / str(parallel)) if r["split"] == "train"
+        ]
+    assert len(losses[True]) == len(losses[False]) > 0
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_parallel_needs_a_cell_linear_in_its_carry(tmp_path):
+    with pytest.raises(ValueError, match=r"config.model.parallel = True: .*lstm.* not linear"):
+        train_and_evaluate(small_config("adding", **{"model.parallel": True}), tmp_path)
+    with pytest.raises(ValueError, match="does not apply to the dates task"):
+        train_and_evaluate(small_config("dates", **{"model.parallel": True}), tmp_path / "d")
+
+
 def test_bfloat16_keeps_float32_params_and_optimizer_state(tmp_path):
     """The model runs on bfloat16 copies (its matmuls in bfloat16); what is trained and
     checkpointed stays float32, and the losses differ from float32's only by rounding."""

@@ -145,8 +145,16 @@ def build_cell(m: ConfigDict) -> seqjax.Cell:
 
 def build_seq(m: ConfigDict) -> seqjax.Seq:
     """``config.model.layers`` stacked recurrent layers of the configured cell
-    (bidirectional when ``config.model.bidirectional``), dropout between them."""
-    layer = seqjax.recurrent(build_cell(m), remat=m.get("remat", None))
+    (bidirectional when ``config.model.bidirectional``), dropout between them; each runs
+    as an associative scan over time when ``config.model.parallel`` (a cell linear in its
+    carry: min_gru, min_lstm, lru, rg_lru)."""
+    cell, parallel = build_cell(m), bool(m.get("parallel", False))
+    try:
+        layer = seqjax.recurrent(cell, remat=m.get("remat", None), parallel=parallel)
+    except ValueError as e:
+        if not parallel:
+            raise
+        raise ValueError(f"config.model.parallel = True: {e}") from None
     if m.get("bidirectional", False):
         layer = seqjax.bidirectional(layer)
     return seqjax.stack(*[layer] * m.get("layers", 1), dropout=m.get("dropout", 0.0))

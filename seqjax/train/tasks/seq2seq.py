@@ -58,6 +58,12 @@ class Seq2SeqTask:
         self.words = words
         check_examples(len(train["src"]), config.batch_size, f"the {self.name} task")
         m = config.model
+        if m.get("parallel", False):
+            raise ValueError(
+                f"config.model.parallel = True does not apply to the {self.name} task: its "
+                "Seq2Seq model decodes one token at a time (the parallel scan serves the "
+                "adding, copy, charlm, forecast, classify and tag experiments)"
+            )
         ids = dict(pad_id=src_vocab.PAD, bos_id=tgt_vocab.BOS, eos_id=tgt_vocab.EOS)
         self.max_length = max(d["tgt"].shape[1] for d in (train, val, test))
         self.model = build_model(
