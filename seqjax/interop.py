@@ -322,7 +322,6 @@ def from_flax(module: Any, variables: Params) -> tuple[Seq, Params]:
 
     def apply(params, xs, carry=None, *, lengths=None, resets=None, key=None):
         carry, ys = seq.apply(params, xs, carry, lengths=lengths, resets=resets, key=key)
-        lengths = None if lengths is None else jnp.asarray(lengths)
         return carry, _util.flip_within_lengths(ys, lengths, time_major)
 
     return Seq(seq.init, seq.initial_carry, apply), seq_params

@@ -76,19 +76,27 @@ def forward_mode() -> bool:
     try:
         if not jax.config.jax_use_direct_linearize:
             return False
-        from jax._src import core
         from jax._src.interpreters import ad
 
-        trace = core.unsafe_get_current_trace()
-        while trace is not None:
-            if isinstance(trace, ad.JVPTrace):
-                return True
-            info = getattr(getattr(trace, "frame", None), "debug_info", None)
-            if getattr(info, "traced_for", None) == "jit":
-                return False
-            trace = getattr(trace, "parent_trace", None)
+        return on_trace_stack(ad.JVPTrace)
     except Exception:
         return False
+
+
+def on_trace_stack(trace_type: type) -> bool:
+    """Whether a trace of ``trace_type`` (JAX-internal: ``ad.JVPTrace``,
+    ``batching.BatchTrace``) is tracing this call, read from JAX's trace stack down to the
+    innermost ``jax.jit``. Raises where JAX's internals differ; callers choose the answer."""
+    from jax._src import core
+
+    trace = core.unsafe_get_current_trace()
+    while trace is not None:
+        if isinstance(trace, trace_type):
+            return True
+        info = getattr(getattr(trace, "frame", None), "debug_info", None)
+        if getattr(info, "traced_for", None) == "jit":
+            return False
+        trace = getattr(trace, "parent_trace", None)
     return False
 
 

@@ -27,6 +27,7 @@ then vmapped outside its jit cannot change its trace, so call it under
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -55,21 +56,14 @@ def on_cuda() -> bool:
 
 def under_vmap() -> bool:
     """Whether ``jax.vmap`` is tracing this call (down to the innermost ``jax.jit``)."""
+    from seqjax import kernels
+
     try:
-        from jax._src import core
         from jax._src.interpreters import batching
 
-        trace = core.unsafe_get_current_trace()
-        while trace is not None:
-            if isinstance(trace, batching.BatchTrace):
-                return True
-            info = getattr(getattr(trace, "frame", None), "debug_info", None)
-            if getattr(info, "traced_for", None) == "jit":
-                return False
-            trace = getattr(trace, "parent_trace", None)
+        return kernels.on_trace_stack(batching.BatchTrace)
     except Exception:
         return True  # unknown internals: keep the engine's own path, which vmaps
-    return False
 
 
 def applies(cell: Any, params: Params, xs: Array, carry0: Carry, resets: Array | None) -> bool:
@@ -142,9 +136,7 @@ def lstm_scan(
     lstm = lstm or _cudnn_lstm()
     t, batch_shape, d = xs.shape[0], xs.shape[1:-1], xs.shape[-1]
     h = params["w_h"].shape[0]
-    n = 1
-    for s in batch_shape:
-        n *= s
+    n = math.prod(batch_shape)
     x = jnp.swapaxes(xs.reshape(t, n, d), 0, 1)  # cuDNN's batch-first [n, t, d]
     full = lengths is None
     lengths = jnp.full((n,), t, jnp.int32) if full else lengths.reshape(n).astype(jnp.int32)
