@@ -14,7 +14,10 @@ holds every position.
 
 ``--tasks``, ``--archs`` and ``--steps`` choose a part; ``--quick`` shrinks every task
 (short sequences, small data, a small budget) so that the whole pipeline runs in moments;
-``--table-only`` rewrites the table and plot from the runs already on disk.
+``--table-only`` rewrites the table and plot from the runs already on disk. Every
+finished run's row is also recorded in ``docs/compare.json`` (``--results``), replacing
+the row of the same task and architecture, and the table is written from all the rows
+recorded there: runs of one task at a time, in different sessions, make one table.
 """
 
 from __future__ import annotations
@@ -252,9 +255,8 @@ def run_one(task: str, arch: str, config, workdir: pathlib.Path, args, budget: i
 # --------------------------------------------------------------------------- table, plot
 
 
-def _metric(task: str, summary: dict) -> str:
-    key, label, _ = METRICS[task]
-    value = summary["eval"][key]
+def _metric(task: str, value: float) -> str:
+    label = METRICS[task][1]
     if task == "adding":
         return f"{label} {value:.3g}"
     if task == "charlm":
@@ -263,43 +265,70 @@ def _metric(task: str, summary: dict) -> str:
 
 
 def collect(workdir: pathlib.Path, tasks, archs) -> list[dict]:
-    """One row per finished run: its ``compare.json`` beside its ``summary.json``."""
+    """One row per finished run: its ``compare.json`` and what the table shows of its
+    ``summary.json`` (the model, the test metric, the steps and the wall time)."""
+    from seqjax.train.tasks.base import describe_model
+
     rows = []
     for task in tasks:
         for arch in archs:
             run_dir = workdir / task / arch
             if (run_dir / "compare.json").exists() and (run_dir / "summary.json").exists():
                 row = json.loads((run_dir / "compare.json").read_text())
-                row["summary"] = json.loads((run_dir / "summary.json").read_text())
+                summary = json.loads((run_dir / "summary.json").read_text())
+                row.update(
+                    model=describe_model(summary["config"]["model"]),
+                    metric=summary["eval"][METRICS[task][0]],
+                    steps=summary["step"],
+                    wall_time_s=summary["wall_time_s"],
+                )
+                row.setdefault(
+                    "date",
+                    time.strftime(
+                        "%Y-%m-%d", time.gmtime((run_dir / "summary.json").stat().st_mtime)
+                    ),
+                )
                 rows.append(row)
     return rows
 
 
-def table(rows: list[dict], context: int) -> str:
-    from seqjax.train.tasks.base import describe_model
+def merge(results: pathlib.Path, rows: list[dict]) -> list[dict]:
+    """The rows recorded in ``results`` (a JSON list kept in the repository, so that the
+    table outlives the run directories) with ``rows`` replacing those of the same task
+    and architecture; written back, and returned in task order, then as they came."""
+    old = json.loads(results.read_text()) if results.exists() else []
+    fresh = {(r["task"], r["arch"]) for r in rows}
+    merged = [r for r in old if (r["task"], r["arch"]) not in fresh] + rows
+    order = {task: i for i, task in enumerate(TASKS)}
+    merged.sort(key=lambda r: order[r["task"]])  # stable: archs keep their order
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
 
+
+def table(rows: list[dict], context: int) -> str:
     lines = [
         START,
         f"Measured by `make compare` ({platform.machine()}, {platform.system()}, CPU only); "
         "each row is one run (`runs/compare/TASK/ARCH`: `summary.json`, `metrics.jsonl`, "
-        "`compare.json`). Sizes are chosen so that the parameter counts match the LSTM's "
-        "at each task's config. Generation: per token after a context of "
-        f"{context} tokens, and the state a step reads (the recurrent carry, or the "
-        "Transformer's KV cache).",
+        "`compare.json`), recorded in `docs/compare.json` on the date shown. Sizes are "
+        "chosen so that the parameter counts match the LSTM's at each task's config. "
+        f"Generation: per token after a context of {context} tokens, and the state a step "
+        "reads (the recurrent carry, or the Transformer's KV cache).",
         "",
         "| task | architecture | model | parameters | test metric | train step (ms) "
-        "| generation (ms/token) | generation state | steps | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| generation (ms/token) | generation state | steps | wall time (s) | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s = r["summary"]
         gen = r.get("generation")
         gen_ms = f"{gen['ms_per_token']:.2f}" if gen else "-"
         gen_state = f"{gen['state_bytes'] / 1024:.1f} KiB" if gen else "-"
         lines.append(
-            f"| {r['task']} | {r['arch']} | {describe_model(s['config']['model'])} "
-            f"| {r['params']:,} | {_metric(r['task'], s)} | {r['step_ms']:.1f} | {gen_ms} "
-            f"| {gen_state} | {s['step']} | {s['wall_time_s']:.0f} |"
+            f"| {r['task']} | {r['arch']} | {r['model']} "
+            f"| {r['params']:,} | {_metric(r['task'], r['metric'])} | {r['step_ms']:.1f} "
+            f"| {gen_ms} | {gen_state} | {r['steps']} | {r['wall_time_s']:.0f} "
+            f"| {r.get('date', '-')} |"
         )
     lines.append(END)
     return "\n".join(lines)
@@ -326,10 +355,9 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 3.6))
     axes = [axes] if len(tasks) <= 1 else list(axes)
     for ax, task in zip(axes, tasks):
-        key, label, mode = METRICS[task]
+        _, label, mode = METRICS[task]
         for r in (r for r in rows if r["task"] == task):
-            s = r["summary"]
-            x, y = s["wall_time_s"], s["eval"][key]
+            x, y = r["wall_time_s"], r["metric"]
             ax.scatter([x], [y])
             ax.annotate(r["arch"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
         ax.set_xscale("log")
@@ -358,6 +386,11 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default=str(ROOT / "runs" / "compare"))
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "compare.png"))
+    parser.add_argument(
+        "--results",
+        default=str(ROOT / "docs" / "compare.json"),
+        help="the recorded rows, updated with the finished runs under --workdir",
+    )
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args(argv)
     archs = args.archs or all_archs()
@@ -377,9 +410,9 @@ def main(argv=None) -> None:
             print(f"# {task}: budget {budget} parameters ({REFERENCE} {ref})", flush=True)
             for arch in archs:
                 run_one(task, arch, config, workdir, args, budget, counts)
-    rows = collect(workdir, args.tasks, archs)
+    rows = merge(pathlib.Path(args.results), collect(workdir, args.tasks, archs))
     if not rows:
-        raise SystemExit(f"no finished runs under {workdir}")
+        raise SystemExit(f"no finished runs under {workdir} and none in {args.results}")
     text = table(rows, args.context)
     write_readme(text, pathlib.Path(args.readme))
     plot(rows, pathlib.Path(args.plot))

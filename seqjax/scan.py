@@ -353,11 +353,30 @@ def _sequential_scan(
             restart=carry0,  # a reset restarts from the sequence's carry, not the chunk's
         )
 
+    def linear_or_none(xs, carry, steps, resets):
+        """A cell linear in its carry: its coefficients for all steps at once, then a
+        multiply-add per step (same numbers as its step, far less work inside the loop)."""
+        if cell.coefficients is None or not kernels.enabled():
+            return None
+        valid = None if lengths is None else step_mask(steps, lengths)
+        return _linear_scan(
+            cell,
+            params,
+            xs,
+            carry,
+            carry0,
+            valid=valid,
+            resets=resets,
+            reverse=reverse,
+            unroll=unroll,
+        )
+
     if chunk is None:
         if remat is None and cudnn.applies(cell, params, xs, carry0, resets):
             return cudnn.lstm_scan(params, xs, carry0, lengths, reverse=reverse)
         if remat is None:
             fast = fused_or_none(xs, carry0, steps, resets)
+            fast = linear_or_none(xs, carry0, steps, resets) if fast is None else fast
             if fast is not None:
                 return fast
         us = cell.project(params, xs)
@@ -371,7 +390,8 @@ def _sequential_scan(
     def chunk_body(carry, inp):
         steps_c, xs_c, resets_c = inp
         fast = fused_or_none(xs_c, carry, steps_c, resets_c)
-        if fast is not None:  # the fused recurrence, recomputed chunk by chunk
+        fast = linear_or_none(xs_c, carry, steps_c, resets_c) if fast is None else fast
+        if fast is not None:  # the fast path, recomputed chunk by chunk
             return fast
         us_c = cell.project(params, xs_c)
         return jax.lax.scan(body, carry, (steps_c, us_c, resets_c), reverse=reverse, unroll=unroll)
@@ -400,38 +420,69 @@ def _parallel_scan(
     is recomputed in the backward pass (it stores only its inputs): the associative scan
     has no sequential chunks to store between."""
     del unroll
+    valid = None if lengths is None else step_mask(jnp.arange(xs.shape[0]), lengths)
+    run = functools.partial(
+        _linear_scan, cell, valid=valid, resets=resets, reverse=reverse, time_shards=time_shards
+    )
+    return (run if remat is None else jax.checkpoint(run))(params, xs, h0, h0)
+
+
+def _linear_scan(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    h0: Array,
+    restart: Array,
+    *,
+    valid: Array | None,
+    resets: Array | None,
+    reverse: bool,
+    unroll: int | bool | None = None,
+    time_shards: Any = None,
+) -> tuple[Array, Array]:
+    """:math:`h_t = a_t h_{t-1} + b_t` from ``h0`` over ``xs: [t, *b, d]``, with the
+    coefficients of every step computed at once by ``cell.coefficients`` (one vectorised
+    pass over ``[t, *b, h]``, not ``t`` small ones inside a loop); a step past its length
+    (``valid`` false) keeps the state, a reset restarts it from ``restart``. ``unroll``
+    ``None``: an associative scan (over ``time_shards`` if given); otherwise a sequential
+    ``lax.scan`` whose steps are one multiply-add. Returns ``(carry, ys)``, the outputs
+    the states or ``cell.readout`` of them, zero past the length."""
     if xs.shape[0] == 0:
         if cell.readout is None:
             return h0, jnp.zeros((0, *h0.shape), h0.dtype)
         return h0, cell.readout(params, jnp.zeros((0, *h0.shape), h0.dtype), xs)
-    valid = None
-    if lengths is not None:
-        valid = step_mask(jnp.arange(xs.shape[0]), lengths)[..., None]
+    a, b = cell.coefficients(params, xs)  # [t, *b, h]
+    a, b = a.astype(h0.dtype), b.astype(h0.dtype)
+    if resets is not None:
+        r = resets[..., None]
+        b = jnp.where(r, a * restart + b, b)
+        a = jnp.where(r, jnp.zeros((), a.dtype), a)
+    if valid is not None:
+        a = jnp.where(valid[..., None], a, jnp.ones((), a.dtype))
+        b = jnp.where(valid[..., None], b, jnp.zeros((), b.dtype))
+    if unroll is not None:
 
-    def combine(earlier, later):
-        a1, b1 = earlier
-        a2, b2 = later
-        return a1 * a2, a2 * b1 + b2
+        def step(h, ab):
+            h = ab[0] * h + ab[1]
+            return h, h
 
-    def run(params, xs, h0):
-        a, b = cell.coefficients(params, xs)  # [t, *b, h]
-        a, b = a.astype(h0.dtype), b.astype(h0.dtype)
-        if resets is not None:
-            r = resets[..., None]
-            b = jnp.where(r, a * h0 + b, b)
-            a = jnp.where(r, jnp.zeros((), a.dtype), a)
-        if valid is not None:
-            a = jnp.where(valid, a, jnp.ones((), a.dtype))
-            b = jnp.where(valid, b, jnp.zeros((), b.dtype))
-        if time_shards is not None:
-            from seqjax.sharded import linear_scan
+        _, hs = jax.lax.scan(step, h0, (a, b), reverse=reverse, unroll=unroll)
+    elif time_shards is not None:
+        from seqjax.sharded import linear_scan
 
-            hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
-        else:
-            a_cum, b_cum = jax.lax.associative_scan(combine, (a, b), axis=0, reverse=reverse)
-            hs = a_cum * h0 + b_cum
-        carry = hs[0] if reverse else hs[-1]
-        ys = hs if cell.readout is None else cell.readout(params, hs, xs)
-        return carry, (ys if valid is None else jnp.where(valid, ys, jnp.zeros((), ys.dtype)))
+        hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
+    else:
+        a_cum, b_cum = jax.lax.associative_scan(_combine_linear, (a, b), axis=0, reverse=reverse)
+        hs = a_cum * h0 + b_cum
+    carry = hs[0] if reverse else hs[-1]
+    ys = hs if cell.readout is None else cell.readout(params, hs, xs)
+    return carry, (
+        ys if valid is None else jnp.where(valid[..., None], ys, jnp.zeros((), ys.dtype))
+    )
 
-    return (run if remat is None else jax.checkpoint(run))(params, xs, h0)
+
+def _combine_linear(earlier, later):
+    """Two steps of :math:`h \\mapsto a h + b` as one: the associative scan's operator."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a1 * a2, a2 * b1 + b2

@@ -34,8 +34,26 @@ def test_quick_comparison_writes_the_table_and_plot_from_the_runs(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\nbefore\n\n<!-- compare:start -->\nold\n<!-- compare:end -->\nafter\n")
     png = tmp_path / "compare.png"
+    # A row recorded earlier (another task, another session) stays in the table; a recorded
+    # row of a task and architecture that runs again is replaced by the new run's.
+    recorded = tmp_path / "compare.json"
+    earlier = {
+        "task": "copy",
+        "arch": "gru",
+        "model": "gru 9",
+        "params": 1234,
+        "step_ms": 1.5,
+        "metric": 0.5,
+        "steps": 7,
+        "wall_time_s": 3.0,
+        "date": "2026-01-01",
+    }
+    stale = {**earlier, "task": "adding", "arch": "lstm", "metric": 9.0}
+    recorded.write_text(json.dumps([earlier, stale]))
     compare.main(
         [
+            "--results",
+            str(recorded),
             "--quick",
             "--tasks",
             "adding",
@@ -68,6 +86,15 @@ def test_quick_comparison_writes_the_table_and_plot_from_the_runs(tmp_path):
         assert float(cells[5]) == pytest.approx(record["step_ms"], abs=0.06)
         assert record["step_ms"] > 0
     assert "transformer 8" in rows[1] or re.search(r"transformer \d+ x 2", rows[1])
+    assert "| copy | gru | gru 9 | 1,234 | copy accuracy 50.00% | 1.5 |" in text
+    assert text.index("| adding |") < text.index("| copy |")  # rows in task order
+    kept = json.loads(recorded.read_text())
+    assert [(r["task"], r["arch"]) for r in kept] == [
+        ("adding", "lstm"),
+        ("adding", "transformer"),
+        ("copy", "gru"),
+    ]
+    assert kept[0]["metric"] != 9.0 and kept[0]["steps"] == 3
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -41,7 +41,9 @@ def _loss_and_outputs(layer, plain, **kwargs):
         carry, ys = run(params, xs, carry)
         # Non-uniform cotangents for every output and carry leaf.
         w = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
-        return jnp.sum(ys * w) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(carry))
+        return jnp.sum(ys * w) + sum(
+            jnp.sum(jnp.cos(jnp.real(c)) + jnp.sin(jnp.imag(c))) for c in jax.tree.leaves(carry)
+        )  # a complex carry (the LRU's) through both its parts
 
     return run, loss
 
@@ -63,17 +65,19 @@ def _check_equal(
     d=5,
     lengths=None,
     resets=None,
+    fast_path=None,
 ):
     layer = seqjax.recurrent(
         cell, reverse=reverse, time_major=time_major, unroll=unroll, remat=remat
     )
+    fast_path = fast_path or _uses_fast_path
     k1, k2, k3 = jax.random.split(jax.random.key(t * 7 + len(batch_shape)), 3)
     params = layer.init(k1, d)
     shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
     xs = jax.random.normal(k2, shape)
     carry = _random_carry(layer, params, batch_shape, k3)
     kwargs = {"lengths": lengths, "resets": resets}
-    assert _uses_fast_path(layer, params, xs, **kwargs) or t == 0
+    assert fast_path(layer, params, xs, **kwargs) or t == 0
 
     @jax.jit  # one compilation for both paths, outputs and gradients
     def both(params, xs, carry):
@@ -90,6 +94,51 @@ def _check_equal(
 def _uses_fast_path(layer, params, xs, **kwargs) -> bool:
     jaxpr = jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs)
     return "custom_vjp_call" in str(jaxpr)
+
+
+def _differs_from_plain(layer, params, xs, **kwargs) -> bool:
+    def jaxpr(plain):
+        with kernels.disabled(plain):
+            return str(jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs))
+
+    return jaxpr(False) != jaxpr(True)
+
+
+LINEAR = {
+    "min_gru": lambda: seqjax.min_gru(8),
+    "min_lstm": lambda: seqjax.min_lstm(8),
+    "lru": lambda: seqjax.lru(8, state_size=6, r_min=0.5),
+    "rg_lru": lambda: seqjax.rg_lru(8),
+}
+
+
+@pytest.mark.parametrize("name", list(LINEAR))
+def test_linear_cells_coefficients_at_once_equal_their_step(name):
+    # A cell linear in its carry computes its coefficients for all steps before the loop,
+    # whose steps are then one multiply-add: outputs, carries and gradients equal the scan
+    # of its step, with lengths, resets, reverse, remat chunks and two batch axes.
+    t = 21
+    lengths = jnp.array([t, 9, 0, 16])
+    resets = jax.random.bernoulli(jax.random.key(5), 0.2, (4, t))
+    cases = [
+        {},
+        {"reverse": True, "unroll": 2},
+        {"lengths": lengths},
+        {"resets": resets, "reverse": True},
+        {"lengths": lengths, "resets": resets, "remat": 8},
+        {"lengths": lengths, "resets": resets, "reverse": True, "remat": "sqrt"},
+    ]
+    for case in cases:
+        _check_equal(LINEAR[name](), t=t, batch_shape=(4,), fast_path=_differs_from_plain, **case)
+    _check_equal(
+        LINEAR[name](),
+        t=t,
+        batch_shape=(2, 2),
+        time_major=True,
+        lengths=lengths.reshape(2, 2),
+        resets=resets.T.reshape(t, 2, 2),
+        fast_path=_differs_from_plain,
+    )
 
 
 @pytest.mark.parametrize("name", list(CELLS))
