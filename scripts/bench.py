@@ -128,7 +128,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a test)")
     p.add_argument("--out", default="bench.json", help="where to write the JSON results")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per case (>= 7)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per case (>= 7; default 15, 3 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs after the first")
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of cells")
     p.add_argument("--peers", default="torch,flax", help="comma-separated: torch, flax")
@@ -166,7 +166,7 @@ def parse_args(argv=None):
     if bad := set(args.peers) - {"torch", "flax"}:
         p.error(f"unknown peers {sorted(bad)}; choose from torch, flax")
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 9
+        args.repeats = 3 if args.quick else 15  # interleaved rounds
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.only_parallel:
