@@ -289,6 +289,19 @@ def simple_rnn(
 # hand-written backward steps, for the engine's fast path.
 
 
+def _check_chrono(chrono_t_max: float | None) -> None:
+    if chrono_t_max is not None and not chrono_t_max > 2:
+        raise ValueError(f"chrono_t_max must be greater than 2, received {chrono_t_max!r}")
+
+
+def _chrono_log_t(key: PRNGKey, n: int, chrono_t_max: float, dtype: DTypeLike) -> Array:
+    r""":math:`\log \mathcal{U}(1, T_{max} - 1)` for ``n`` units: the chrono initialisation's
+    forget-gate bias (Tallec and Ollivier 2018), memory time scales spread up to
+    ``chrono_t_max`` steps."""
+    t = jax.random.uniform(key, (n,), jnp.float32, 1.0, chrono_t_max - 1.0)
+    return jnp.log(t).astype(dtype)
+
+
 def _lstm_scale(n: int) -> Array:
     """``s`` per gate column: ``s tanh(s x) + 1 - s`` is sigmoid for ``s = 1/2`` (i, f, o)
     and tanh for ``s = 1`` (g); its derivative is ``s^2 - (a - 1 + s)^2`` at output ``a``."""
@@ -394,8 +407,7 @@ def lstm(
             raise ValueError(
                 f"proj_size must be smaller than hidden_size ({hidden_size}), received {proj_size}"
             )
-    if chrono_t_max is not None and not chrono_t_max > 2:
-        raise ValueError(f"chrono_t_max must be greater than 2, received {chrono_t_max!r}")
+    _check_chrono(chrono_t_max)
     out_size = proj_size or hidden_size
     kernel_init = kernel_init or default_init()
     recurrent_init = recurrent_init or jax.nn.initializers.orthogonal()
@@ -414,8 +426,7 @@ def lstm(
             if chrono_t_max is None:
                 params["b"] = b.at[h : 2 * h].add(jnp.asarray(forget_bias, param_dtype))
             else:
-                t = jax.random.uniform(k_c, (h,), jnp.float32, 1.0, chrono_t_max - 1.0)
-                b_f = jnp.log(t).astype(param_dtype)
+                b_f = _chrono_log_t(k_c, h, chrono_t_max, param_dtype)
                 params["b"] = b.at[:h].add(-b_f).at[h : 2 * h].add(b_f)
         if proj_size is not None:
             params["w_proj"] = _draw(recurrent_init, k_p, (h, proj_size), param_dtype)
@@ -597,6 +608,7 @@ def gru(
 def min_gru(
     hidden_size: int,
     *,
+    chrono_t_max: float | None = None,
     kernel_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
     dtype: DTypeLike | None = None,
@@ -613,18 +625,31 @@ def min_gru(
     parallel (associative) scan.
 
     Params: ``w_i: [d, 2h]``, ``b: [2h]``. Carry: ``h: [*b, h]``.
+
+    Args:
+      hidden_size: number of hidden units ``h``.
+      chrono_t_max: chrono initialisation (Tallec and Ollivier 2018) for dependencies up to
+        about ``chrono_t_max`` steps: the update gate's bias is drawn as
+        :math:`-\log \mathcal{U}(1, T_{max} - 1)`, so that :math:`1 - z_t` keeps the state
+        over that many steps at the start of training (at the default zero bias it halves
+        every step). ``None`` (default) keeps ``bias_init``.
+      kernel_init: initialiser of ``w_i`` (default LeCun uniform, variance ``1/d``).
+      bias_init: initialiser of ``b`` (default zeros).
+      dtype: dtype of the matmuls (default: that of the parameters).
+      param_dtype: dtype of the parameters.
     """
     _check_size("hidden_size", hidden_size)
+    _check_chrono(chrono_t_max)
     kernel_init = kernel_init or default_init()
     hs = hidden_size
 
     def init(key: PRNGKey, input_size: int) -> Params:
         d = _check_size("input_size", input_size)
-        k_i, k_b = jax.random.split(key)
-        return {
-            "w_i": kernel_init(k_i, (d, 2 * hs), param_dtype),
-            "b": bias_init(k_b, (2 * hs,), param_dtype),
-        }
+        k_i, k_b, k_c = jax.random.split(key, 3)
+        b = bias_init(k_b, (2 * hs,), param_dtype)
+        if chrono_t_max is not None:
+            b = b.at[:hs].add(-_chrono_log_t(k_c, hs, chrono_t_max, param_dtype))
+        return {"w_i": kernel_init(k_i, (d, 2 * hs), param_dtype), "b": b}
 
     def initial_carry(params: Params, batch_shape: Shape) -> Array:
         return jnp.zeros((*tuple(batch_shape), hs), at_least_f32(params["w_i"].dtype))
@@ -658,6 +683,7 @@ def min_gru(
 def min_lstm(
     hidden: int,
     *,
+    chrono_t_max: float | None = None,
     kernel_init: Initializer | None = None,
     bias_init: Initializer = jax.nn.initializers.zeros,
     dtype: DTypeLike | None = None,
@@ -703,22 +729,29 @@ def min_lstm(
 
     Args:
       hidden: number of hidden units ``h``.
+      chrono_t_max: chrono initialisation (Tallec and Ollivier 2018), as the LSTM's: the
+        forget gate's bias is drawn as :math:`\log \mathcal{U}(1, T_{max} - 1)` and the
+        input gate's is its negative, so that :math:`f'_t` keeps the state over up to about
+        ``chrono_t_max`` steps at the start of training. ``None`` (default) keeps
+        ``bias_init``.
       kernel_init: initialiser of ``w_i`` (default LeCun uniform, variance ``1/d``).
       bias_init: initialiser of ``b`` (default zeros).
       dtype: dtype of the matmuls (default: that of the parameters).
       param_dtype: dtype of the parameters.
     """
     _check_size("hidden", hidden)
+    _check_chrono(chrono_t_max)
     kernel_init = kernel_init or default_init()
     hs = hidden
 
     def init(key: PRNGKey, input_size: int) -> Params:
         d = _check_size("input_size", input_size)
-        k_i, k_b = jax.random.split(key)
-        return {
-            "w_i": kernel_init(k_i, (d, 3 * hs), param_dtype),
-            "b": bias_init(k_b, (3 * hs,), param_dtype),
-        }
+        k_i, k_b, k_c = jax.random.split(key, 3)
+        b = bias_init(k_b, (3 * hs,), param_dtype)
+        if chrono_t_max is not None:
+            b_f = _chrono_log_t(k_c, hs, chrono_t_max, param_dtype)
+            b = b.at[:hs].add(b_f).at[hs : 2 * hs].add(-b_f)
+        return {"w_i": kernel_init(k_i, (d, 3 * hs), param_dtype), "b": b}
 
     def initial_carry(params: Params, batch_shape: Shape) -> Array:
         return jnp.zeros((*tuple(batch_shape), hs), at_least_f32(params["w_i"].dtype))

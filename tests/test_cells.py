@@ -163,6 +163,36 @@ def test_chrono_initialisation():
         seqjax.lstm(4, chrono_t_max=1.0)
 
 
+def test_chrono_initialisation_of_the_linear_gated_cells():
+    # minGRU: the update gate's bias is -log U(1, T - 1), so the state's keep rate
+    # 1 - z = sigmoid(-b_z) starts between 1/2 and 1 - 1/T; minLSTM: forget and input
+    # biases as the LSTM's.
+    t_max = 1000.0
+    b = np.asarray(seqjax.min_gru(50, chrono_t_max=t_max).init(jax.random.key(0), 3)["b"])
+    b_z, b_h = np.split(b, 2)
+    assert np.all(b_z <= 0) and np.all(b_z >= -np.log(t_max - 1)) and b_z.std() > 0.5
+    assert not np.any(b_h)
+    b = np.asarray(seqjax.min_lstm(50, chrono_t_max=t_max).init(jax.random.key(0), 3)["b"])
+    b_f, b_i, b_h = np.split(b, 3)
+    assert np.all(b_f >= 0) and np.all(b_f <= np.log(t_max - 1)) and b_f.std() > 0.5
+    np.testing.assert_allclose(b_i, -b_f)
+    assert not np.any(b_h)
+    # Memory: with zero inputs the state decays by the keep rate each step; the chrono
+    # cells keep a pulse far longer than the default initialisation does.
+    for make in (seqjax.min_gru, seqjax.min_lstm):
+        kept = {}
+        for chrono in (None, t_max):
+            cell = make(8, chrono_t_max=chrono)
+            params = cell.init(jax.random.key(1), 2)
+            params = {**params, "w_i": jnp.zeros_like(params["w_i"])}
+            carry, _ = seqjax.scan(cell, params, jnp.zeros((1, 50, 2)), jnp.ones((1, 8)))
+            kept[chrono] = float(jnp.max(carry))
+        assert kept[None] < 1e-6 < 0.5 < kept[t_max], kept
+    for make in (seqjax.min_gru, seqjax.min_lstm):
+        with pytest.raises(ValueError, match="chrono_t_max must be greater than 2"):
+            make(4, chrono_t_max=2.0)
+
+
 def test_wrong_feature_size_is_a_clear_error(cell_name):
     cell, params, carry, _ = _setup(cell_name, (2,))
     with pytest.raises(

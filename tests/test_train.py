@@ -433,3 +433,19 @@ def test_resume_rebuilds_early_stopping_and_retention_from_disk(tmp_path):
     assert straight["val"] == resumed["val"] == {"score": 0.5, "step": 10}
     assert straight["eval"] == resumed["eval"]
     assert Checkpoints(work, keep=2).all_steps() == [10, 14, 16]
+
+
+def test_chrono_initialisation_applies_to_the_gated_cells_that_have_one():
+    from ml_collections import ConfigDict
+
+    from seqjax.train.tasks.base import build_cell
+
+    for cell in ("lstm", "min_gru", "min_lstm"):
+        m = ConfigDict({"cell": cell, "hidden_size": 4, "chrono_t_max": 50.0})
+        params = build_cell(m).init(jax.random.key(0), 2)
+        plain = build_cell(ConfigDict({"cell": cell, "hidden_size": 4})).init(
+            jax.random.key(0), 2
+        )
+        assert not np.allclose(params["b"], plain["b"])  # the chrono biases were drawn
+    with pytest.raises(ValueError, match="chrono_t_max applies to the lstm, min_gru, min_lstm"):
+        build_cell(ConfigDict({"cell": "gru", "hidden_size": 4, "chrono_t_max": 50.0}))

@@ -130,12 +130,17 @@ def check_examples(n: int, batch_size: int, what: str) -> None:
         )
 
 
+CHRONO_CELLS = ("lstm", "min_gru", "min_lstm")  # the cells with a chrono initialisation
+
+
 def build_cell(m: ConfigDict) -> seqjax.Cell:
     """The cell named by ``config.model.cell`` (a name of :data:`seqjax.CELLS`)."""
     options = {}
     if m.get("chrono_t_max"):
-        if m.cell != "lstm":
-            raise ValueError(f"model.chrono_t_max applies to the lstm cell, not {m.cell!r}")
+        if m.cell not in CHRONO_CELLS:
+            raise ValueError(
+                f"model.chrono_t_max applies to the {', '.join(CHRONO_CELLS)} cells, not {m.cell!r}"
+            )
         options["chrono_t_max"] = m.chrono_t_max
     try:
         return seqjax.cell_by_name(m.cell, m.hidden_size, **options)
