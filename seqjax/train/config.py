@@ -44,6 +44,7 @@ def base_config() -> ConfigDict:
     config.model.api = "linen"  # linen (seqjax.nn) or nnx (seqjax.nnx): the same params
     config.model.arch = "rnn"  # rnn (config.model.cell and its fields) or transformer
     config.model.parallel = False  # associative scan over time (cells linear in their carry)
+    config.model.chrono_t_max = 0.0  # chrono init for lstm, min_gru, min_lstm (0: off)
     config.model.transformer = ConfigDict()  # the fields of arch = transformer
     config.model.transformer.layers = 2  # blocks in the encoder and in the decoder
     config.model.transformer.heads = 4  # attention heads
