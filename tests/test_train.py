@@ -25,6 +25,7 @@ SHRINK = {
     "dates": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
     "addition": {"data.n_train": 200, "data.n_test": 40, "data.n_examples": 2},
     "adding": {"data.length": 20, "data.n_test": 50, "data.n_val": 30},
+    "adding_long": {"data.n_test": 20, "data.n_val": 20},  # T=1000, a minGRU with chrono
     "copy": {"data.delay": 10, "data.n_test": 20, "data.n_val": 20},
     "charlm": {
         "data.max_chars": 20_000,
@@ -56,10 +57,11 @@ def small_config(name: str, **overrides):
 
 @pytest.mark.parametrize("name", sorted(SHRINK))
 def test_every_config_trains_a_few_steps(name, tmp_path):
-    summary = train_and_evaluate(small_config(name), tmp_path)
+    config = small_config(name)
+    summary = train_and_evaluate(config, tmp_path)
     assert summary["step"] == 4
     on_disk = json.loads((tmp_path / "summary.json").read_text())
-    assert on_disk["eval"] == summary["eval"] and on_disk["config"]["task"] == name
+    assert on_disk["eval"] == summary["eval"] and on_disk["config"]["task"] == config.task
     assert all(np.isfinite(v) for v in summary["eval"].values())
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
@@ -70,7 +72,7 @@ def test_every_config_trains_a_few_steps(name, tmp_path):
     assert Checkpoints(tmp_path, keep=2).latest_step() == 4
     from seqjax.train.tasks import task_class
 
-    assert all(task_class(name).readme_row(summary))
+    assert all(task_class(config.task).readme_row(summary))
 
 
 def test_default_config_is_dates():
@@ -443,9 +445,7 @@ def test_chrono_initialisation_applies_to_the_gated_cells_that_have_one():
     for cell in ("lstm", "min_gru", "min_lstm"):
         m = ConfigDict({"cell": cell, "hidden_size": 4, "chrono_t_max": 50.0})
         params = build_cell(m).init(jax.random.key(0), 2)
-        plain = build_cell(ConfigDict({"cell": cell, "hidden_size": 4})).init(
-            jax.random.key(0), 2
-        )
+        plain = build_cell(ConfigDict({"cell": cell, "hidden_size": 4})).init(jax.random.key(0), 2)
         assert not np.allclose(params["b"], plain["b"])  # the chrono biases were drawn
     with pytest.raises(ValueError, match="chrono_t_max applies to the lstm, min_gru, min_lstm"):
         build_cell(ConfigDict({"cell": "gru", "hidden_size": 4, "chrono_t_max": 50.0}))
