@@ -128,7 +128,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shapes, few repeats (a test)")
     p.add_argument("--out", default="bench.json", help="where to write the JSON results")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per case (>= 7; default 15, 3 with --quick)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per case (>= 7; default 15, 3 with --quick)",
+    )
     p.add_argument("--warmup", type=int, default=None, help="untimed runs after the first")
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of cells")
     p.add_argument("--peers", default="torch,flax", help="comma-separated: torch, flax")

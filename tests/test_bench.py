@@ -169,6 +169,9 @@ def test_quick_trainer_section(quick_run):
     row = json.loads(out.read_text())["trainer"]
     assert row["trainer_examples_per_s"] > 0 and row["bare_examples_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["trainer_examples_per_s"] / row["bare_examples_per_s"])
+    rounds = row["rounds"]  # the medians of rounds timed in turn (one in --quick)
+    assert len(rounds["trainer_examples_per_s"]) == len(rounds["bare_examples_per_s"]) == 1
+    assert row["trainer_examples_per_s"] == rounds["trainer_examples_per_s"][0]
     assert set(row["step_ms"]) == {"float32", "bfloat16"} and min(row["step_ms"].values()) > 0
     for modes in row["checkpoint_blocked_ms"].values():
         assert set(modes) == {"sync", "async"} and min(modes.values()) > 0

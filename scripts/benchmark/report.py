@@ -126,10 +126,18 @@ def _memory_markdown(mem: list[dict], run: dict | None) -> list[str]:
 def _trainer_text(row: dict) -> list[str]:
     lines = [
         "",
-        f"Trainer ({row['task']}, batch {row['batch_size']}, {row['steps']} steps): "
+        f"Trainer ({row['task']}, batch {row['batch_size']}, {row['steps']} steps, "
+        f"{len(row['rounds']['trainer_examples_per_s'])} rounds in turn, medians): "
         f"train_and_evaluate {row['trainer_examples_per_s']:.0f} examples/s, a bare loop of "
         f"the same jitted step on the same batches {row['bare_examples_per_s']:.0f}: "
-        f"ratio {row['ratio']:.3f} (target >= 0.95). Step time float32 "
+        f"ratio {row['ratio']:.3f} (target >= 0.95; rounds "
+        + ", ".join(
+            f"{t / b:.2f}"
+            for t, b in zip(
+                row["rounds"]["trainer_examples_per_s"], row["rounds"]["bare_examples_per_s"]
+            )
+        )
+        + "). Step time float32 "
         f"{row['step_ms']['float32']:.2f} ms, bfloat16 {row['step_ms']['bfloat16']:.2f} ms "
         f"({row['bf16_over_f32']:.2f}x).",
         "",
