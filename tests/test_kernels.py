@@ -117,27 +117,8 @@ def test_linear_cells_coefficients_at_once_equal_their_step(name):
     # A cell linear in its carry computes its coefficients for all steps before the loop,
     # whose steps are then one multiply-add: outputs, carries and gradients equal the scan
     # of its step, with lengths, resets, reverse, remat chunks and two batch axes.
-    t = 21
-    lengths = jnp.array([t, 9, 0, 16])
-    resets = jax.random.bernoulli(jax.random.key(5), 0.2, (4, t))
-    cases = [
-        {},
-        {"reverse": True, "unroll": 2},
-        {"lengths": lengths},
-        {"resets": resets, "reverse": True},
-        {"lengths": lengths, "resets": resets, "remat": 8},
-        {"lengths": lengths, "resets": resets, "reverse": True, "remat": "sqrt"},
-    ]
-    for case in cases:
-        _check_equal(LINEAR[name](), t=t, batch_shape=(4,), fast_path=_differs_from_plain, **case)
-    _check_equal(
-        LINEAR[name](),
-        t=t,
-        batch_shape=(2, 2),
-        time_major=True,
-        lengths=lengths.reshape(2, 2),
-        resets=resets.T.reshape(t, 2, 2),
-        fast_path=_differs_from_plain,
+    _check_lengths_and_resets(
+        LINEAR[name], fast_path=_differs_from_plain, more=({}, {"reverse": True, "unroll": 2})
     )
 
 
@@ -163,24 +144,33 @@ def test_lengths_and_resets_equal_plain(name):
     # Padded batches and segment resets run the fused recurrence too: right to left,
     # inside remat chunks (a reset restarts from the sequence's carry, not the chunk's),
     # with zero lengths, and with the masks over two batch axes.
+    _check_lengths_and_resets(CELLS[name])
+
+
+def _check_lengths_and_resets(make_cell, fast_path=None, more=()):
+    """The fast path equals the plain one with lengths and resets: right to left, inside
+    remat chunks (a reset restarts from the sequence's carry, not the chunk's), with zero
+    lengths, and with the masks over two batch axes; ``more`` cases beside."""
     t = 21
     lengths = jnp.array([t, 9, 0, 16])
     resets = jax.random.bernoulli(jax.random.key(5), 0.2, (4, t))
     cases = [
+        *more,
         {"lengths": lengths},
         {"resets": resets, "reverse": True},
         {"lengths": lengths, "resets": resets, "remat": 8},
         {"lengths": lengths, "resets": resets, "reverse": True, "remat": "sqrt"},
     ]
     for case in cases:
-        _check_equal(CELLS[name](), t=t, batch_shape=(4,), **case)
+        _check_equal(make_cell(), t=t, batch_shape=(4,), fast_path=fast_path, **case)
     _check_equal(
-        CELLS[name](),
+        make_cell(),
         t=t,
         batch_shape=(2, 2),
         time_major=True,
         lengths=lengths.reshape(2, 2),
         resets=resets.T.reshape(t, 2, 2),
+        fast_path=fast_path,
     )
 
 
