@@ -350,6 +350,7 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(4.5 * max(len(tasks), 1), 3.6))
@@ -361,6 +362,7 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
             ax.scatter([x], [y])
             ax.annotate(r["arch"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
         if task == "adding":
             ax.set_yscale("log")
         ax.set_title(f"{task} ({'lower' if mode == 'min' else 'higher'} is better)")
