@@ -57,6 +57,14 @@ def flip_within_lengths(ys: Array, lengths: Array | None, time_major: bool) -> A
     return jnp.take_along_axis(ys, idx.reshape(idx.shape + (1,) * (ys.ndim - idx.ndim)), axis)
 
 
+def combine_linear(earlier: tuple[Array, Array], later: tuple[Array, Array]):
+    r"""Two steps of :math:`h \mapsto a h + b` as one, ``earlier`` first: the associative
+    operator :math:`(a_1, b_1) \bullet (a_2, b_2) = (a_1 a_2, a_2 b_1 + b_2)`."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a1 * a2, a2 * b1 + b2
+
+
 def tree_where(mask: Array, on_true: Carry, on_false: Carry) -> Carry:
     """``where(mask, on_true, on_false)`` on every leaf; ``mask: [*b]``, leaves ``[*b, ...]``
     (the mask is broadcast over each leaf's trailing axes)."""

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seqjax import kernels
-from seqjax._util import check_params, step_mask, tree_where
+from seqjax._util import check_params, combine_linear, step_mask, tree_where
 from seqjax.cells import Cell
 from seqjax.kernels import cudnn
 from seqjax.typing import Array, ArrayLike, Carry, Params, PRNGKey, Shape
@@ -451,6 +451,7 @@ def _linear_scan(
         if cell.readout is None:
             return h0, jnp.zeros((0, *h0.shape), h0.dtype)
         return h0, cell.readout(params, jnp.zeros((0, *h0.shape), h0.dtype), xs)
+    assert cell.coefficients is not None  # the callers check: a cell linear in its carry
     a, b = cell.coefficients(params, xs)  # [t, *b, h]
     a, b = a.astype(h0.dtype), b.astype(h0.dtype)
     if resets is not None:
@@ -472,17 +473,10 @@ def _linear_scan(
 
         hs = linear_scan(a, b, h0, *time_shards, reverse=reverse)
     else:
-        a_cum, b_cum = jax.lax.associative_scan(_combine_linear, (a, b), axis=0, reverse=reverse)
+        a_cum, b_cum = jax.lax.associative_scan(combine_linear, (a, b), axis=0, reverse=reverse)
         hs = a_cum * h0 + b_cum
     carry = hs[0] if reverse else hs[-1]
     ys = hs if cell.readout is None else cell.readout(params, hs, xs)
     return carry, (
         ys if valid is None else jnp.where(valid[..., None], ys, jnp.zeros((), ys.dtype))
     )
-
-
-def _combine_linear(earlier, later):
-    """Two steps of :math:`h \\mapsto a h + b` as one: the associative scan's operator."""
-    a1, b1 = earlier
-    a2, b2 = later
-    return a1 * a2, a2 * b1 + b2

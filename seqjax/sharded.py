@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec
 
+from seqjax._util import combine_linear
 from seqjax.typing import Array
 
 __all__ = ["check_time_shards", "linear_scan"]
@@ -47,12 +48,6 @@ def check_time_shards(time_shards) -> tuple[Mesh, str]:
             f"received {axis!r}"
         )
     return mesh, axis
-
-
-def _combine(earlier, later):
-    a1, b1 = earlier
-    a2, b2 = later
-    return a1 * a2, a2 * b1 + b2
 
 
 def linear_scan(
@@ -82,11 +77,11 @@ def linear_scan(
         b = jnp.pad(b, widths)  # at the end: last steps forward, first ones in reverse
 
     def chunk(a_c, b_c, h0):
-        a_cum, b_cum = jax.lax.associative_scan(_combine, (a_c, b_c), axis=0, reverse=reverse)
+        a_cum, b_cum = jax.lax.associative_scan(combine_linear, (a_c, b_c), axis=0, reverse=reverse)
         last = 0 if reverse else -1
         totals = jax.lax.all_gather((a_cum[last], b_cum[last]), axis)  # ([n, *b, h], ...)
         # The carry after each chunk, from h0, in the order the recurrence runs.
-        t_a, t_b = jax.lax.associative_scan(_combine, totals, axis=0, reverse=reverse)
+        t_a, t_b = jax.lax.associative_scan(combine_linear, totals, axis=0, reverse=reverse)
         ends = t_a * h0 + t_b  # [n, *b, h]
         i = jax.lax.axis_index(axis)
         before = i + 1 if reverse else i - 1
