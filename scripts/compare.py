@@ -32,6 +32,7 @@ import platform
 import shutil
 import sys
 import time
+from typing import NamedTuple
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +40,12 @@ sys.path.insert(0, str(ROOT))
 TASKS = ("adding", "copy", "charlm", "dates")
 REFERENCE = "lstm"  # the budget is this cell's parameter count at each task's config
 GRID = 1  # the step of recurrent sizes; the Transformer's model size steps by its heads
+# The widest recurrent layer a run may have. A cell without a recurrent matrix has few
+# parameters per unit on narrow inputs (minGRU on the adding problem's two features would
+# need 9,600 units for the LSTM's budget), so beyond this width it is stacked instead: the
+# fewest layers (up to MAX_LAYERS) at which the matched width fits.
+MAX_WIDTH = 2048
+MAX_LAYERS = 4
 START, END = "<!-- compare:start -->", "<!-- compare:end -->"
 
 # task -> (metric key in summary["eval"], its label, "min" or "max": which is better)
@@ -88,9 +95,17 @@ def base_config(task: str, steps: int | None, quick: bool):
     return config
 
 
-def sized(config, arch: str, size: int, mlp: int = 0):
+class Match(NamedTuple):
+    size: int  # hidden units, or the Transformer's model size
+    mlp: int  # the Transformer's MLP width (0 for a recurrent model)
+    layers: int  # stacked recurrent layers (1 for the Transformer: its depth is the config's)
+    params: int
+
+
+def sized(config, arch: str, size: int, mlp: int = 0, layers: int | None = None):
     """``config`` with architecture ``arch`` at ``size`` (hidden units, or the
-    Transformer's model size, with ``mlp`` hidden units in its MLPs; 0: four times)."""
+    Transformer's model size, with ``mlp`` hidden units in its MLPs; 0: four times), a
+    recurrent model with ``layers`` stacked layers (None: the config's)."""
     config = copy.deepcopy(config)
     m = config.model
     if arch == "transformer":
@@ -101,14 +116,13 @@ def sized(config, arch: str, size: int, mlp: int = 0):
         m.arch = "rnn"
         m.cell = arch
         m.hidden_size = size
+        if layers is not None and layers != m.get("layers", 1):
+            if "layers" not in m:
+                raise ValueError(f"task {config.task!r} has no config.model.layers to stack")
+            m.layers = layers
         if arch != "lstm" and m.get("chrono_t_max"):
             m.chrono_t_max = 0.0  # the chrono initialisation is the LSTM's
     return config
-
-
-def _size_of(config, arch: str) -> int:
-    m = config.model
-    return m.transformer.model_size if arch == "transformer" else m.hidden_size
 
 
 def param_count(config) -> int:
@@ -123,21 +137,10 @@ def param_count(config) -> int:
     return int(sum(np.prod(s.shape) for s in jax.tree.leaves(shapes)))
 
 
-def match_budget(config, arch: str, budget: int, counts: dict) -> tuple[int, int, int]:
-    """``(size, mlp, params)`` of ``arch`` closest to ``budget``. A model's parameter count
-    is a quadratic in its size (the recurrent or attention matrices, then the linear
-    terms), so three counts give the curve; the nearest sizes around its root are checked.
-    The Transformer's model size steps by its number of heads, too coarse for a small
-    budget, so its MLP width (in which the count is linear) then closes the gap."""
-
-    grid = config.model.transformer.heads if arch == "transformer" else GRID
-
-    def count(size: int, mlp: int = 0) -> int:
-        key = (arch, size, mlp)
-        if key not in counts:
-            counts[key] = param_count(sized(config, arch, size, mlp))
-        return counts[key]
-
+def _nearest(count, budget: int, grid: int) -> int:
+    """The size on ``grid`` whose ``count(size)`` is nearest ``budget``. A model's parameter
+    count is a quadratic in its size (the recurrent or attention matrices, then the linear
+    terms), so three counts give the curve; the sizes around its root are checked."""
     xs = [16 * grid, 32 * grid, 64 * grid]
     ys = [count(x) for x in xs]
     # Lagrange form of the quadratic through the three points, as a x^2 + b x + c
@@ -155,13 +158,34 @@ def match_budget(config, arch: str, budget: int, counts: dict) -> tuple[int, int
         root = (budget - c) / b
     centre = max(grid, int(round(root / grid)) * grid)
     candidates = [s for s in (centre - grid, centre, centre + grid) if s >= grid]
-    best = min(candidates, key=lambda s: abs(count(s) - budget))
+    return min(candidates, key=lambda s: abs(count(s) - budget))
+
+
+def match_budget(config, arch: str, budget: int, counts: dict) -> Match:
+    """The size of ``arch`` whose parameter count is closest to ``budget``. A recurrent
+    cell takes one layer unless that would be wider than ``MAX_WIDTH``, then the fewest
+    layers at which it fits. The Transformer's model size steps by its number of heads,
+    too coarse for a small budget, so its MLP width (in which the count is linear) then
+    closes the gap."""
+
+    def count(size: int, mlp: int = 0, layers: int | None = None) -> int:
+        key = (arch, size, mlp, layers)
+        if key not in counts:
+            counts[key] = param_count(sized(config, arch, size, mlp, layers))
+        return counts[key]
+
     if arch != "transformer":
-        return best, 0, count(best)
+        layers = config.model.get("layers", 1)
+        best = _nearest(count, budget, GRID)
+        while best > MAX_WIDTH and "layers" in config.model and layers < MAX_LAYERS:
+            layers += 1
+            best = _nearest(lambda s, n=layers: count(s, 0, n), budget, GRID)
+        return Match(best, 0, layers, count(best, 0, layers))
+    best = _nearest(count, budget, config.model.transformer.heads)
     low, high = count(best, best), count(best, 4 * best)
     per_unit = (high - low) / (3 * best)
     mlp = max(1, int(round(best + (budget - low) / per_unit)))
-    return best, mlp, count(best, mlp)
+    return Match(best, mlp, config.model.get("layers", 1), count(best, mlp))
 
 
 def step_ms(run_dir: pathlib.Path, batch_size: int) -> float:
@@ -176,11 +200,14 @@ def step_ms(run_dir: pathlib.Path, batch_size: int) -> float:
     return float(np.median([1000.0 * batch_size / r for r in rates]))
 
 
-def generation_cost(config, context: int, new: int) -> dict:
-    """Milliseconds per generated token after ``context`` tokens, and the bytes of the
-    state a step reads (a recurrent carry, or the Transformer's KV cache of
-    ``context + new`` positions). The decoding is timed for ``new`` tokens and for one,
-    both after the same prefill; the difference is per token. The model is the run's
+def generation_cost(config, context: int, new: int, repeats: int = 5) -> dict:
+    """Milliseconds per generated token after ``context`` tokens (the mean over the next
+    ``new``), and the bytes of the state a step reads (a recurrent carry, or the
+    Transformer's KV cache of ``context + new`` positions). The decoding is timed for
+    ``new`` tokens and for one, both after the same prefill, each the fastest of
+    ``repeats`` runs; their difference over ``new - 1`` is per token (``new`` in the
+    hundreds, so that a recurrent step of microseconds stands out of the prefill's
+    noise). The model is the run's
     architecture with fresh parameters (the cost of a step does not depend on their
     values), the Transformer's with room for the long context (its trained positions end
     at the training window)."""
@@ -212,29 +239,32 @@ def generation_cost(config, context: int, new: int) -> dict:
         )
         jax.block_until_ready(run(params, prompt))  # compile
         samples = []
-        for _ in range(3):
+        for _ in range(repeats):
             t0 = time.perf_counter()
             jax.block_until_ready(run(params, prompt))
             samples.append(time.perf_counter() - t0)
-        times[n] = float(np.median(samples))
+        times[n] = min(samples)
     per_token = max(times[new] - times[1], 0.0) / (new - 1) * 1000.0
-    return {"ms_per_token": per_token, "state_bytes": nbytes, "context": context}
+    return {"ms_per_token": per_token, "state_bytes": nbytes, "context": context, "new": new}
 
 
 def run_one(task: str, arch: str, config, workdir: pathlib.Path, args, budget: int, counts):
     from seqjax.train import print_summary, train_and_evaluate
 
-    size, mlp, params = match_budget(config, arch, budget, counts)
+    size, mlp, layers, params = match_budget(config, arch, budget, counts)
     run_dir = workdir / task / arch
     print(
-        f"== {task} / {arch}: size {size}" + (f", mlp {mlp}" if mlp else "") + f", {params} "
+        f"== {task} / {arch}: size {size}"
+        + (f", mlp {mlp}" if mlp else "")
+        + (f", {layers} layers" if layers > 1 else "")
+        + f", {params} "
         "parameters "
         f"({100.0 * (params - budget) / budget:+.1f}% of the budget {budget})",
         flush=True,
     )
     if run_dir.exists():  # a fresh run each time: no resume from another size
         shutil.rmtree(run_dir)
-    run_config = sized(config, arch, size, mlp)
+    run_config = sized(config, arch, size, mlp, layers)
     summary = train_and_evaluate(run_config, run_dir)
     print_summary(summary)
     record = {
@@ -242,6 +272,7 @@ def run_one(task: str, arch: str, config, workdir: pathlib.Path, args, budget: i
         "arch": arch,
         "size": size,
         "mlp_size": mlp,
+        "layers": layers,
         "params": params,
         "budget": budget,
         "step_ms": step_ms(run_dir, run_config.batch_size),
@@ -250,6 +281,28 @@ def run_one(task: str, arch: str, config, workdir: pathlib.Path, args, budget: i
         record["generation"] = generation_cost(run_config, args.context, args.new_tokens)
     (run_dir / "compare.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+def regenerate(results: pathlib.Path, workdir: pathlib.Path, archs, args) -> list[dict]:
+    """The generation cost of the recorded character-LM rows of ``archs`` measured again
+    (it needs the architecture and its size, not the trained parameters), written back to
+    ``results`` and to the run's ``compare.json`` where the run is still on disk."""
+    if not results.exists():
+        raise SystemExit(f"--generation-only: no recorded rows in {results}")
+    rows = json.loads(results.read_text())
+    config = base_config("charlm", None, args.quick)
+    for row in rows:
+        if row["task"] != "charlm" or row["arch"] not in archs:
+            continue
+        run_config = sized(config, row["arch"], row["size"], row["mlp_size"], row.get("layers"))
+        row["generation"] = generation_cost(run_config, args.context, args.new_tokens)
+        print(f"== charlm / {row['arch']}: {row['generation']}", flush=True)
+        record = workdir / "charlm" / row["arch"] / "compare.json"
+        if record.exists():
+            on_disk = json.loads(record.read_text())
+            record.write_text(json.dumps({**on_disk, "generation": row["generation"]}, indent=2))
+    results.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 # --------------------------------------------------------------------------- table, plot
@@ -306,15 +359,17 @@ def merge(results: pathlib.Path, rows: list[dict]) -> list[dict]:
     return merged
 
 
-def table(rows: list[dict], context: int) -> str:
+def table(rows: list[dict], context: int, new: int) -> str:
     lines = [
         START,
         f"Measured by `make compare` ({platform.machine()}, {platform.system()}, CPU only); "
         "each row is one run (`runs/compare/TASK/ARCH`: `summary.json`, `metrics.jsonl`, "
         "`compare.json`), recorded in `docs/compare.json` on the date shown. Sizes are "
-        "chosen so that the parameter counts match the LSTM's at each task's config. "
-        f"Generation: per token after a context of {context} tokens, and the state a step "
-        "reads (the recurrent carry, or the Transformer's KV cache).",
+        "chosen so that the parameter counts match the LSTM's at each task's config (a cell "
+        f"that would need more than {MAX_WIDTH:,} units in one layer is stacked instead). "
+        f"Generation: ms per token after a context of {context} tokens (the mean over the "
+        f"next {new}), and the state a step reads (the recurrent carry, or the "
+        "Transformer's KV cache).",
         "",
         "| task | architecture | model | parameters | test metric | train step (ms) "
         "| generation (ms/token) | generation state | steps | wall time (s) | date |",
@@ -394,6 +449,11 @@ def main(argv=None) -> None:
         help="the recorded rows, updated with the finished runs under --workdir",
     )
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--generation-only",
+        action="store_true",
+        help="measure the generation cost of the recorded charlm rows again; no training",
+    )
     args = parser.parse_args(argv)
     archs = args.archs or all_archs()
     known = all_archs()
@@ -401,9 +461,11 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown --archs {unknown}; choose from {known}")
     args.context = args.context or (64 if args.quick else 2048)
-    args.new_tokens = args.new_tokens or (8 if args.quick else 64)
+    args.new_tokens = args.new_tokens or (8 if args.quick else 512)
     workdir = pathlib.Path(args.workdir)
-    if not args.table_only:
+    if args.generation_only:
+        regenerate(pathlib.Path(args.results), workdir, archs, args)
+    elif not args.table_only:
         for task in args.tasks:
             config = base_config(task, args.steps, args.quick)
             counts: dict = {}
@@ -415,7 +477,7 @@ def main(argv=None) -> None:
     rows = merge(pathlib.Path(args.results), collect(workdir, args.tasks, archs))
     if not rows:
         raise SystemExit(f"no finished runs under {workdir} and none in {args.results}")
-    text = table(rows, args.context)
+    text = table(rows, args.context, args.new_tokens)
     write_readme(text, pathlib.Path(args.readme))
     plot(rows, pathlib.Path(args.plot))
     print(text)

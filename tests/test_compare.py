@@ -22,11 +22,27 @@ def test_budgets_match_within_a_few_percent():
     budget = compare.param_count(compare.sized(config, "lstm", 32))
     counts: dict = {}
     for arch in ("gru", "simple_rnn", "transformer"):
-        size, mlp, params = compare.match_budget(config, arch, budget, counts)
+        size, mlp, layers, params = compare.match_budget(config, arch, budget, counts)
         assert size % (4 if arch == "transformer" else compare.GRID) == 0
-        assert (mlp > 0) == (arch == "transformer")
+        assert (mlp > 0) == (arch == "transformer") and layers == 1
         assert abs(params - budget) / budget < 0.03, (arch, size, params, budget)
         assert params == compare.param_count(compare.sized(config, arch, size, mlp))
+
+
+def test_a_cell_too_wide_for_one_layer_is_stacked_at_the_budget(monkeypatch):
+    # minGRU has no recurrent matrix: on two input features one layer needs about 600
+    # units for this budget; with the widest layer capped below it, it takes two layers
+    config = compare.base_config("adding", 2, quick=True)
+    budget = compare.param_count(compare.sized(config, "lstm", 32))
+    one = compare.match_budget(config, "min_gru", budget, {})
+    assert one.layers == 1 and one.size > 200
+    monkeypatch.setattr(compare, "MAX_WIDTH", 64)
+    two = compare.match_budget(config, "min_gru", budget, {})
+    assert two.layers == 2 and two.size <= 64, two
+    assert abs(two.params - budget) / budget < 0.03, (two, budget)
+    assert two.params == compare.param_count(compare.sized(config, "min_gru", two.size, 0, 2))
+    stacked = compare.sized(config, "min_gru", two.size, 0, 2)
+    assert stacked.model.layers == 2 and config.model.layers == 1
 
 
 @pytest.mark.slow  # trains two models end to end (about 20 s on an idle 2-core CPU)
