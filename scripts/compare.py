@@ -377,7 +377,7 @@ def table(rows: list[dict], context: int, new: int) -> str:
     ]
     for r in rows:
         gen = r.get("generation")
-        gen_ms = f"{gen['ms_per_token']:.2f}" if gen else "-"
+        gen_ms = f"{gen['ms_per_token']:.3g}" if gen else "-"
         gen_state = f"{gen['state_bytes'] / 1024:.1f} KiB" if gen else "-"
         lines.append(
             f"| {r['task']} | {r['arch']} | {r['model']} "
