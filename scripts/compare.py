@@ -98,7 +98,7 @@ def base_config(task: str, steps: int | None, quick: bool):
 class Match(NamedTuple):
     size: int  # hidden units, or the Transformer's model size
     mlp: int  # the Transformer's MLP width (0 for a recurrent model)
-    layers: int  # stacked recurrent layers (1 for the Transformer: its depth is the config's)
+    layers: int  # stacked recurrent layers (the config's value for the Transformer, unused)
     params: int
 
 
