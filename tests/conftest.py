@@ -14,15 +14,6 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
-# The suite's time is mostly XLA compiling small programs that then run briefly, so it
-# compiles with LLVM's optimisation off (the same programs, less optimised machine code).
-# Measured on 2026-12-03, 2 workers, cold cache: test_new_cells + test_transformer 162 s ->
-# 129 s; the training-heavy distill, arch, nn and inspect files 219 s -> 199 s. Benchmarks
-# and experiments do not read this file and keep XLA's default.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
