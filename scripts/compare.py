@@ -168,24 +168,26 @@ def match_budget(config, arch: str, budget: int, counts: dict) -> Match:
     too coarse for a small budget, so its MLP width (in which the count is linear) then
     closes the gap."""
 
-    def count(size: int, mlp: int = 0, layers: int | None = None) -> int:
+    config_layers = config.model.get("layers", 1)
+
+    def count(size: int, mlp: int = 0, layers: int = config_layers) -> int:
         key = (arch, size, mlp, layers)
         if key not in counts:
             counts[key] = param_count(sized(config, arch, size, mlp, layers))
         return counts[key]
 
     if arch != "transformer":
-        layers = config.model.get("layers", 1)
-        best = _nearest(count, budget, GRID)
-        while best > MAX_WIDTH and "layers" in config.model and layers < MAX_LAYERS:
-            layers += 1
+        layers = config_layers
+        while True:
             best = _nearest(lambda s, n=layers: count(s, 0, n), budget, GRID)
-        return Match(best, 0, layers, count(best, 0, layers))
+            if best <= MAX_WIDTH or "layers" not in config.model or layers >= MAX_LAYERS:
+                return Match(best, 0, layers, count(best, 0, layers))
+            layers += 1
     best = _nearest(count, budget, config.model.transformer.heads)
     low, high = count(best, best), count(best, 4 * best)
     per_unit = (high - low) / (3 * best)
     mlp = max(1, int(round(best + (budget - low) / per_unit)))
-    return Match(best, mlp, config.model.get("layers", 1), count(best, mlp))
+    return Match(best, mlp, config_layers, count(best, mlp))
 
 
 def step_ms(run_dir: pathlib.Path, batch_size: int) -> float:
