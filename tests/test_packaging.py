@@ -15,6 +15,7 @@ that it did, then that the declared dependencies are the ones the imports need.
 from __future__ import annotations
 
 import email
+import os
 import shutil
 import subprocess
 import sys
@@ -120,8 +121,9 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(built):
         "import seqjax, seqjax.nn, seqjax.nnx, importlib.metadata as m; "
         "print(seqjax.__file__); print(m.version('seqjax')); print(seqjax.__version__)"
     )
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no source tree
     out = subprocess.run(
-        [str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp
+        [str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp, env=clean
     ).stdout.split()
     assert out[0].startswith(site), out  # the wheel's copy, not the source tree
     assert out[1] == out[2] == seqjax.__version__

@@ -242,7 +242,8 @@ def test_four_devices_give_the_same_losses_as_one(tmp_path):
     code = _FOUR_DEVICES.format(
         root=str(ROOT), tests=str(ROOT / "tests"), workdir=str(tmp_path / "four")
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags.strip()}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
     one = [r["loss"] for r in read_metrics(tmp_path / "one") if r["split"] == "train"]
     four = [r["loss"] for r in read_metrics(tmp_path / "four") if r["split"] == "train"]
