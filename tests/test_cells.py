@@ -114,7 +114,7 @@ def test_gradients_pass_check_grads(cell_name):
             new, y = cell.apply(params, carry, x)
             return jnp.sum(y**2) + sum(jnp.sum(jnp.sin(c)) for c in _real(jax.tree.leaves(new)))
 
-        check_grads(loss, (params, carry, x), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+        check_grads(jax.jit(loss), (params, carry, x), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
 def test_bf16_params_run_with_float32_carry(cell_name):

@@ -144,7 +144,7 @@ def test_gradients_pass_check_grads(name):
             )
             return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(c**2) for c in _real(carry))
 
-        check_grads(loss, (params, xs), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+        check_grads(jax.jit(loss), (params, xs), order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -181,11 +181,12 @@ def test_engine_features(name):
         # Each padded sequence alone equals its row of the padded batch, both directions.
         net = seqjax.stack(seqjax.bidirectional(layer), seqjax.recurrent(CELLS[name]()))
         net_params = net.init(jax.random.key(1), D)
-        _, ys = net.apply(net_params, xs, lengths=lengths)
+        apply = jax.jit(net.apply)  # one program per shape, not one per primitive
+        _, ys = apply(net_params, xs, lengths=lengths)
         assert ys.shape == (3, 9, 6)
         for k, n in enumerate([9, 4, 0]):
             if n:
-                _, alone = net.apply(net_params, xs[k : k + 1, :n])
+                _, alone = apply(net_params, xs[k : k + 1, :n])
                 np.testing.assert_allclose(ys[k, :n], alone[0], rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(ys[k, n:], 0.0)
 
@@ -194,14 +195,21 @@ def test_engine_features(name):
             c, y = seqjax.scan(cell, p, xs, lengths=lengths, remat=remat, parallel=parallel)
             return jnp.sum(y**2) + sum(jnp.sum(jnp.cos(a)) for a in _real(c))
 
-        _close(jax.grad(loss)(params, 4), jax.grad(loss)(params, None))
+        grad = jax.jit(jax.grad(loss), static_argnums=1)
+        _close(grad(params, 4), grad(params, None))
         # Time-major without a transpose equals batch-major.
-        want = seqjax.scan(cell, params, xs, parallel=parallel)
-        got = seqjax.scan(cell, params, jnp.swapaxes(xs, 0, 1), time_major=True, parallel=parallel)
+        scan = jax.jit(
+            lambda p, x, time_major, parallel=parallel: seqjax.scan(
+                cell, p, x, time_major=time_major, parallel=parallel
+            ),
+            static_argnums=2,
+        )
+        want = scan(params, xs, False)
+        got = scan(params, jnp.swapaxes(xs, 0, 1), True)
         _close(got[0], want[0])
         np.testing.assert_allclose(jnp.swapaxes(got[1], 0, 1), want[1], rtol=1e-5, atol=1e-5)
         # vmap over examples equals the batched call.
-        mapped = jax.vmap(lambda x, p=parallel: seqjax.scan(cell, params, x, parallel=p))(xs)
+        mapped = jax.jit(jax.vmap(lambda x, scan=scan: scan(params, x, False)))(xs)
         _close(mapped, want)
 
 
