@@ -356,7 +356,7 @@ def train_and_evaluate(
         return params if dtype is None else cast_floating(params, dtype)
 
     k_init, k_train = jax.random.split(jax.random.PRNGKey(config.seed))
-    params = task.init(k_init)
+    params = jax.jit(task.init)(k_init)  # one program, not one compile per init primitive
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), k_train)
     state = jax.device_put(state, replicated)
     if config.resume == "fresh":
