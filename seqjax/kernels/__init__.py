@@ -23,10 +23,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqjax.kernels import fused
+from seqjax.kernels import cpu, fused
 from seqjax.typing import Array, Carry, Params
 
-__all__ = ["disabled", "enabled", "forward_mode", "fused", "kind", "sequential_scan"]
+__all__ = ["cpu", "disabled", "enabled", "forward_mode", "fused", "kind", "sequential_scan"]
 
 # The switch is a jit-cache-sensitive context where JAX has them (jax.make_user_context), so
 # that a function jitted before `disabled()` is traced again inside it rather than reusing
@@ -157,16 +157,21 @@ def sequential_scan(
     if restart is not None:
         restart = tuple(c.reshape(-1, c.shape[-1]) for c in jax.tree.leaves(restart))
         restart = restart if len(restart) > 1 else restart[0]
-    carry, hs = fused.fused_scan(
-        spec,
-        reverse,
-        unroll,
-        BLOCK,
-        weights,
-        xs.reshape(t, -1, xs.shape[-1]),
-        flat if len(flat) > 1 else flat[0],
-        (valid, resets, restart),
-    )
+    if cpu.applies(spec, params, resets):
+        carry, hs = cpu.lstm_scan(
+            params, xs.reshape(t, -1, xs.shape[-1]), flat, valid, reverse=reverse
+        )
+    else:
+        carry, hs = fused.fused_scan(
+            spec,
+            reverse,
+            unroll,
+            BLOCK,
+            weights,
+            xs.reshape(t, -1, xs.shape[-1]),
+            flat if len(flat) > 1 else flat[0],
+            (valid, resets, restart),
+        )
     carry = jax.tree.unflatten(
         treedef, [c.reshape(*batch_shape, -1) for c in jax.tree.leaves(carry)]
     )

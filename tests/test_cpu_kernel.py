@@ -1,0 +1,206 @@
+"""The LSTM's CPU kernel (seqjax.kernels.cpu, an XLA FFI call) equals the plain scan of
+cell.step and the fused XLA recurrence: outputs, carries and gradients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import seqjax
+from seqjax import kernels
+from seqjax.kernels import cpu
+
+RTOL, ATOL = 1e-5, 1e-5
+# hidden 70, batch 7: two threads on a 2-core machine (35 units each, not a multiple of the
+# kernel's tiles); hidden 6: one thread.
+SIZES = {"two_threads": (70, 7), "one_thread": (6, 3)}
+
+
+def test_kernel_is_built_and_registered():
+    assert cpu.available(), cpu.why_unavailable()
+    assert cpu.why_unavailable() == ""
+    assert cpu.max_threads() >= 1
+
+
+def _uses_kernel(layer, params, xs, **kwargs) -> bool:
+    jaxpr = jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs)
+    return "seqjax_lstm" in str(jaxpr)
+
+
+def _paths(layer, params, xs, carry, **kwargs):
+    """Outputs and gradients of the kernel, the fused recurrence and the plain scan, in one
+    compilation."""
+
+    def run(params, xs, carry):
+        carry, ys = layer.apply(params, xs, carry, **kwargs)
+        w = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        loss = jnp.sum(ys * w) + jnp.sum(jnp.cos(carry.h)) + jnp.sum(carry.c**2)
+        return loss, (carry, ys)
+
+    grad = jax.grad(run, (0, 1, 2), has_aux=True)
+
+    @jax.jit
+    def all_paths(params, xs, carry):
+        out = {"kernel": grad(params, xs, carry)}
+        with cpu.disabled():
+            out["fused"] = grad(params, xs, carry)
+        with kernels.disabled():
+            out["plain"] = grad(params, xs, carry)
+        return out
+
+    return all_paths(params, xs, carry)
+
+
+def _check(size, *, t=33, batch_shape=None, d=5, lengths=False, time_major=False, **options):
+    hidden, batch = SIZES[size]
+    batch_shape = (batch,) if batch_shape is None else batch_shape
+    layer = seqjax.recurrent(seqjax.lstm(hidden), time_major=time_major, **options)
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(t + hidden), 4)
+    params = layer.init(k1, d)
+    params = {**params, "b": jax.random.normal(k4, params["b"].shape)}
+    shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
+    xs = jax.random.normal(k2, shape)
+    carry = jax.tree.map(
+        lambda c: jax.random.normal(k3, c.shape), layer.initial_carry(params, batch_shape)
+    )
+    kwargs = {}
+    if lengths:  # an empty sequence, a full one, and the rest in between
+        n = int(np.prod(batch_shape))
+        lens = np.random.default_rng(t).integers(0, t + 1, size=n)
+        lens[0], lens[-1] = 0, t
+        kwargs["lengths"] = jnp.asarray(lens.reshape(batch_shape), jnp.int32)
+    assert _uses_kernel(layer, params, xs, **kwargs)
+    out = _paths(layer, params, xs, carry, **kwargs)
+    for other in ("fused", "plain"):
+        for a, b in zip(jax.tree.leaves(out["kernel"]), jax.tree.leaves(out[other]), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=RTOL, atol=ATOL)
+    return out
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"lengths": True},
+        {"lengths": True, "reverse": True},
+        {"reverse": True, "time_major": True, "batch_shape": (2, 3)},
+        {"remat": 8, "lengths": True},
+        {"remat": "sqrt", "reverse": True},
+        {"t": 1},
+    ],
+    ids=["plain", "lengths", "reverse_lengths", "time_major_2_axes", "remat8", "sqrt", "t1"],
+)
+def test_kernel_equals_plain_and_fused(size, options):
+    _check(size, **options)
+
+
+def test_saturated_gates():
+    # Biases of +-20 saturate every gate (past the kernel's tanh clamp at +-9), and zero
+    # recurrent weights: still the plain numbers.
+    layer = seqjax.recurrent(seqjax.lstm(16))
+    params = layer.init(jax.random.key(0), 4)
+    signs = jnp.sign(jax.random.normal(jax.random.key(2), params["b"].shape))
+    params = {**params, "b": 20.0 * signs, "w_h": jnp.zeros_like(params["w_h"])}
+    xs = jax.random.normal(jax.random.key(1), (5, 12, 4))
+    _, ys = layer.apply(params, xs)
+    with kernels.disabled():
+        _, ys_plain = layer.apply(params, xs)
+    np.testing.assert_allclose(ys, ys_plain, rtol=RTOL, atol=ATOL)
+    assert np.all(np.abs(ys) <= 1.0)
+
+
+def test_thread_count_does_not_change_a_bit(tmp_path):
+    # Each output column sums over the same k in the same order whichever thread owns it,
+    # so one thread and several give bitwise the same outputs and gradients.
+    script = textwrap.dedent(
+        """
+        import sys
+        import jax, jax.numpy as jnp, numpy as np
+        import seqjax
+        layer = seqjax.recurrent(seqjax.lstm(70))
+        params = layer.init(jax.random.key(0), 5)
+        xs = jax.random.normal(jax.random.key(1), (7, 40, 5))
+        lens = jnp.array([40, 3, 0, 17, 40, 25, 9])
+        loss = lambda p, x: layer.apply(p, x, lengths=lens)[1].sum()
+        _, ys = jax.jit(lambda p, x: layer.apply(p, x, lengths=lens))(params, xs)
+        g = jax.jit(jax.grad(loss, (0, 1)))(params, xs)
+        leaves = [ys] + jax.tree.leaves(g)
+        np.savez(sys.argv[1], *[np.asarray(a) for a in leaves])
+        """
+    )
+    results = []
+    for threads in ("1", str(max(2, cpu.max_threads()))):
+        out = tmp_path / f"threads{threads}.npz"
+        env = {**os.environ, "SEQJAX_NUM_THREADS": threads}
+        subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True)
+        with np.load(out) as f:
+            results.append([f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resets_vmap_and_jvp_keep_the_xla_paths():
+    layer = seqjax.recurrent(seqjax.lstm(8))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+    resets = jnp.zeros((2, 6), bool).at[:, 3].set(True)
+    assert not _uses_kernel(layer, params, xs, resets=resets)
+    assert "custom_vjp_call" in str(
+        jax.make_jaxpr(lambda p, x: layer.apply(p, x, resets=resets))(params, xs)
+    )  # the fused XLA recurrence
+
+    # vmap over examples: the engine's own path, equal to a loop over them.
+    one = jax.vmap(lambda x: layer.apply(params, x)[1])
+    assert "seqjax_lstm" not in str(jax.make_jaxpr(one)(xs))
+    np.testing.assert_allclose(
+        one(xs), jnp.stack([layer.apply(params, x)[1] for x in xs]), rtol=RTOL, atol=ATOL
+    )
+
+    # Forward mode traces the plain scan.
+    f = lambda x: layer.apply(params, x)[1].sum()  # noqa: E731
+    tangent = jnp.ones_like(xs)
+    _, jvp = jax.jvp(f, (xs,), (tangent,))
+    np.testing.assert_allclose(jvp, jnp.vdot(jax.grad(f)(xs), tangent), rtol=1e-4)
+
+
+def test_switches_and_other_dtypes():
+    layer = seqjax.recurrent(seqjax.lstm(8))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jnp.ones((2, 4, 3))
+    assert _uses_kernel(layer, params, xs)
+    with cpu.disabled():
+        assert not _uses_kernel(layer, params, xs)
+        with cpu.disabled(False):  # nesting cannot turn it back on
+            assert not _uses_kernel(layer, params, xs)
+    with kernels.disabled():
+        assert not _uses_kernel(layer, params, xs)
+    assert _uses_kernel(layer, params, xs)
+    bf16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    assert not _uses_kernel(layer, bf16, xs.astype(jnp.bfloat16))
+    for cell in (seqjax.lstm(8, proj_size=4), seqjax.gru(8), seqjax.lstm(8, layer_norm=True)):
+        other = seqjax.recurrent(cell)
+        assert not _uses_kernel(other, other.init(jax.random.key(0), 3), xs)
+
+
+def test_torch_parity_through_the_kernel():
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(5, 40, batch_first=True)
+    seq, params = seqjax.interop.from_torch(module)
+    x = np.random.default_rng(0).standard_normal((6, 21, 5)).astype(np.float32)
+    assert _uses_kernel(seq, params, jnp.asarray(x))
+    (h_n, c_n), ys = seq.apply(params, jnp.asarray(x))
+    with torch.no_grad():
+        ref, (th, tc) = module(torch.from_numpy(x))
+    np.testing.assert_allclose(ys, ref.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h_n[0], th[0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c_n[0], tc[0].numpy(), rtol=1e-4, atol=1e-5)
