@@ -134,51 +134,40 @@ def _call(name: str, outs: list[tuple[tuple[int, ...], Any]], *args: Array, reve
     )(*args, reverse=np.int64(reverse))
 
 
-def _project(w_i: Array, b: Array, xs: Array) -> Array:
-    """``u = xs W_i + b``, ``[t, B, 4h]``: one matmul over all steps."""
-    return jnp.einsum("tbd,dk->tbk", xs, w_i) + b
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _lstm(reverse: bool, w_i, w_h, b, xs, h0, c0, valid):
-    u = _project(w_i, b, xs)
     t, n, h = xs.shape[0], xs.shape[1], w_h.shape[0]
     f32 = jnp.float32
     hs, h_n, c_n = _call(
         "lstm_forward",
         [((t, n, h), f32), ((n, h), f32), ((n, h), f32)],
-        u, w_h, h0, c0, valid, reverse=reverse,
+        xs, w_i, w_h, b, h0, c0, valid, reverse=reverse,
     )  # fmt: skip
     return hs, h_n, c_n
 
 
 def _lstm_fwd(reverse, w_i, w_h, b, xs, h0, c0, valid):
-    u = _project(w_i, b, xs)
     t, n, h = xs.shape[0], xs.shape[1], w_h.shape[0]
     f32 = jnp.float32
-    hs, h_n, c_n, gates, c_prev, h_prev = _call(
+    hs, h_n, c_n, gates, c_prev = _call(
         "lstm_forward_train",
-        [((t, n, h), f32), ((n, h), f32), ((n, h), f32),
-         ((t, n, 4 * h), f32), ((t, n, h), f32), ((t, n, h), f32)],
-        u, w_h, h0, c0, valid, reverse=reverse,
+        [((t, n, h), f32), ((n, h), f32), ((n, h), f32), ((t, n, 4 * h), f32), ((t, n, h), f32)],
+        xs, w_i, w_h, b, h0, c0, valid, reverse=reverse,
     )  # fmt: skip
-    return (hs, h_n, c_n), (w_i, w_h, xs, gates, c_prev, h_prev, valid)
+    return (hs, h_n, c_n), (w_i, w_h, xs, hs, h0, gates, c_prev, valid)
 
 
 def _lstm_bwd(reverse, res, cts):
-    w_i, w_h, xs, gates, c_prev, h_prev, valid = res
+    w_i, w_h, xs, hs, h0, gates, c_prev, valid = res
     dhs, dh_n, dc_n = cts
-    n, h = xs.shape[1], w_h.shape[0]
     f32 = jnp.float32
-    d_pre, dh0, dc0 = _call(
+    dxs, dw_i, dw_h, db, dh0, dc0 = _call(
         "lstm_backward",
-        [(gates.shape, f32), ((n, h), f32), ((n, h), f32)],
-        w_h, gates, c_prev, dhs, dh_n, dc_n, valid, reverse=reverse,
+        [(xs.shape, f32), (w_i.shape, f32), (w_h.shape, f32), (w_h.shape[-1:], f32),
+         (h0.shape, f32), (h0.shape, f32)],
+        xs, w_i, w_h, hs, h0, gates, c_prev, dhs, dh_n, dc_n, valid, reverse=reverse,
     )  # fmt: skip
-    dw_h = jnp.einsum("tbh,tbk->hk", h_prev, d_pre)
-    dw_i = jnp.einsum("tbd,tbk->dk", xs, d_pre)
-    dxs = jnp.einsum("tbk,dk->tbd", d_pre, w_i)
-    return dw_i, dw_h, d_pre.sum((0, 1)), dxs, dh0, dc0, None
+    return dw_i, dw_h, db, dxs, dh0, dc0, None
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
