@@ -212,8 +212,12 @@ def _relu_backward(w_h_t, dh_next, dh, res, h_prev, h):
 
 
 _RNN_FUSED = {
-    "tanh": Spec(functools.partial(_rnn_forward, jnp.tanh), _tanh_backward, True),
-    "relu": Spec(functools.partial(_rnn_forward, jax.nn.relu), _relu_backward, True),
+    "tanh": Spec(
+        functools.partial(_rnn_forward, jnp.tanh), _tanh_backward, True, "simple_rnn_tanh"
+    ),
+    "relu": Spec(
+        functools.partial(_rnn_forward, jax.nn.relu), _relu_backward, True, "simple_rnn_relu"
+    ),
 }
 
 
@@ -512,7 +516,7 @@ def _gru_backward(w_h_t, dh_next, dh, res, h_prev, h):
     return dh * z + d_rec @ w_h_t, d_u, d_rec
 
 
-_GRU_FUSED = Spec(_gru_forward, _gru_backward)
+_GRU_FUSED = Spec(_gru_forward, _gru_backward, name="gru")
 
 
 def gru(

@@ -296,8 +296,18 @@ def _recurrent_apply(
     run = (
         functools.partial(_parallel_scan, time_shards=time_shards) if parallel else _sequential_scan
     )
+    kw = {} if parallel else {"batch_major": not time_major and xs.ndim == 3}
     carry, ys_t = run(
-        cell, params, xs_t, carry0, lengths, resets, reverse=reverse, unroll=unroll, remat=remat
+        cell,
+        params,
+        xs_t,
+        carry0,
+        lengths,
+        resets,
+        reverse=reverse,
+        unroll=unroll,
+        remat=remat,
+        **kw,
     )
     # A step may output a pytree (an attention decoder's outputs and weights): map every leaf.
     return carry, (ys_t if time_major else jax.tree.map(lambda y: jnp.moveaxis(y, 0, -2), ys_t))
@@ -314,8 +324,11 @@ def _sequential_scan(
     reverse: bool,
     unroll: int | bool,
     remat: Remat,
+    batch_major: bool = False,
 ) -> tuple[Carry, Array]:
-    """``lax.scan`` of ``cell.step`` over time-major inputs ``xs: [t, *b, d]``."""
+    """``lax.scan`` of ``cell.step`` over time-major inputs ``xs: [t, *b, d]``
+    (``batch_major``: moved there from a ``[b, t, d]`` array, a layout the CPU kernel reads
+    as it is)."""
     t = xs.shape[0]
     chunk = _chunk_size(remat, t)
     pad = (-t) % chunk if chunk else 0
@@ -338,7 +351,7 @@ def _sequential_scan(
         body = jax.checkpoint(body)
     steps = jnp.arange(t + pad, dtype=jnp.int32)
 
-    def fused_or_none(xs, carry, steps, resets):
+    def fused_or_none(xs, carry, steps, resets, batch_major=False):
         """The fused recurrence with a hand-written VJP, or None where none applies."""
         valid = None if lengths is None else step_mask(steps, lengths)
         return kernels.sequential_scan(
@@ -351,6 +364,7 @@ def _sequential_scan(
             valid=valid,
             resets=resets,
             restart=carry0,  # a reset restarts from the sequence's carry, not the chunk's
+            batch_major=batch_major,
         )
 
     def linear_or_none(xs, carry, steps, resets):
@@ -375,7 +389,7 @@ def _sequential_scan(
         if remat is None and cudnn.applies(cell, params, xs, carry0, resets):
             return cudnn.lstm_scan(params, xs, carry0, lengths, reverse=reverse)
         if remat is None:
-            fast = fused_or_none(xs, carry0, steps, resets)
+            fast = fused_or_none(xs, carry0, steps, resets, batch_major)
             fast = linear_or_none(xs, carry0, steps, resets) if fast is None else fast
             if fast is not None:
                 return fast

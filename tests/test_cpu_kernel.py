@@ -1,5 +1,5 @@
-"""The LSTM's CPU kernel (seqjax.kernels.cpu, an XLA FFI call) equals the plain scan of
-cell.step and the fused XLA recurrence: outputs, carries and gradients."""
+"""The CPU kernel of the standard cells (seqjax.kernels.cpu, an XLA FFI call) equals the
+plain scan of cell.step and the fused XLA recurrence: outputs, carries and gradients."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ RTOL, ATOL = 1e-5, 1e-5
 # hidden 70, batch 7: two threads on a 2-core machine (35 units each, not a multiple of the
 # kernel's tiles); hidden 6: one thread.
 SIZES = {"two_threads": (70, 7), "one_thread": (6, 3)}
+CELLS = {
+    "lstm": seqjax.lstm,
+    "gru": seqjax.gru,
+    "gru_nobias": lambda h: seqjax.gru(h, use_bias=False),
+    "rnn_tanh": seqjax.simple_rnn,
+    "rnn_relu": lambda h: seqjax.simple_rnn(h, activation="relu"),
+}
 
 
 def test_kernel_is_built_and_registered():
@@ -31,7 +38,7 @@ def test_kernel_is_built_and_registered():
 
 def _uses_kernel(layer, params, xs, **kwargs) -> bool:
     jaxpr = jax.make_jaxpr(lambda p, x: layer.apply(p, x, **kwargs))(params, xs)
-    return "seqjax_lstm" in str(jaxpr)
+    return "seqjax_forward" in str(jaxpr)
 
 
 def _paths(layer, params, xs, carry, **kwargs):
@@ -41,7 +48,7 @@ def _paths(layer, params, xs, carry, **kwargs):
     def run(params, xs, carry):
         carry, ys = layer.apply(params, xs, carry, **kwargs)
         w = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
-        loss = jnp.sum(ys * w) + jnp.sum(jnp.cos(carry.h)) + jnp.sum(carry.c**2)
+        loss = jnp.sum(ys * w) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(carry))
         return loss, (carry, ys)
 
     grad = jax.grad(run, (0, 1, 2), has_aux=True)
@@ -58,13 +65,19 @@ def _paths(layer, params, xs, carry, **kwargs):
     return all_paths(params, xs, carry)
 
 
-def _check(size, *, t=33, batch_shape=None, d=5, lengths=False, time_major=False, **options):
+def _check(cell, size, *, t=33, batch_shape=None, d=5, lengths=False, time_major=False, **options):
     hidden, batch = SIZES[size]
     batch_shape = (batch,) if batch_shape is None else batch_shape
-    layer = seqjax.recurrent(seqjax.lstm(hidden), time_major=time_major, **options)
+    layer = seqjax.recurrent(CELLS[cell](hidden), time_major=time_major, **options)
     k1, k2, k3, k4 = jax.random.split(jax.random.key(t + hidden), 4)
     params = layer.init(k1, d)
-    params = {**params, "b": jax.random.normal(k4, params["b"].shape)}
+    # random biases (zero at init), and smaller weights for the relu RNN, whose
+    # activations otherwise grow without bound over 33 steps
+    scale = 0.3 if cell == "rnn_relu" else 1.0
+    params = {
+        k: v * scale if k.startswith("w") else jax.random.normal(k4, v.shape)
+        for k, v in params.items()
+    }
     shape = (t, *batch_shape, d) if time_major else (*batch_shape, t, d)
     xs = jax.random.normal(k2, shape)
     carry = jax.tree.map(
@@ -84,22 +97,25 @@ def _check(size, *, t=33, batch_shape=None, d=5, lengths=False, time_major=False
     return out
 
 
-@pytest.mark.parametrize("size", sorted(SIZES))
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},
-        {"lengths": True},
-        {"lengths": True, "reverse": True},
-        {"reverse": True, "time_major": True, "batch_shape": (2, 3)},
-        {"remat": 8, "lengths": True},
-        {"remat": "sqrt", "reverse": True},
-        {"t": 1},
-    ],
-    ids=["plain", "lengths", "reverse_lengths", "time_major_2_axes", "remat8", "sqrt", "t1"],
-)
-def test_kernel_equals_plain_and_fused(size, options):
-    _check(size, **options)
+OPTIONS = {
+    "plain": {},
+    "lengths": {"lengths": True},
+    "reverse_lengths": {"lengths": True, "reverse": True},
+    "time_major_2_axes": {"reverse": True, "time_major": True, "batch_shape": (2, 3)},
+    "remat8": {"remat": 8, "lengths": True},
+    "sqrt": {"remat": "sqrt", "reverse": True},
+    "t1": {"t": 1},
+}
+# Every cell with every option on two threads; on one thread, the LSTM with every option and
+# the other cells plain.
+CASES = [(c, "two_threads", o) for c in sorted(CELLS) for o in OPTIONS]
+CASES += [("lstm", "one_thread", o) for o in OPTIONS if o != "plain"]
+CASES += [(c, "one_thread", "plain") for c in sorted(CELLS)]
+
+
+@pytest.mark.parametrize("cell, size, options", CASES)
+def test_kernel_equals_plain_and_fused(cell, size, options):
+    _check(cell, size, **OPTIONS[options])
 
 
 def test_saturated_gates():
@@ -159,7 +175,7 @@ def test_resets_vmap_and_jvp_keep_the_xla_paths():
 
     # vmap over examples: the engine's own path, equal to a loop over them.
     one = jax.vmap(lambda x: layer.apply(params, x)[1])
-    assert "seqjax_lstm" not in str(jax.make_jaxpr(one)(xs))
+    assert "seqjax_forward" not in str(jax.make_jaxpr(one)(xs))
     np.testing.assert_allclose(
         one(xs), jnp.stack([layer.apply(params, x)[1] for x in xs]), rtol=RTOL, atol=ATOL
     )
@@ -185,7 +201,12 @@ def test_switches_and_other_dtypes():
     assert _uses_kernel(layer, params, xs)
     bf16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     assert not _uses_kernel(layer, bf16, xs.astype(jnp.bfloat16))
-    for cell in (seqjax.lstm(8, proj_size=4), seqjax.gru(8), seqjax.lstm(8, layer_norm=True)):
+    for cell in (
+        seqjax.lstm(8, proj_size=4),
+        seqjax.gru(8, reset_after=False),
+        seqjax.lstm(8, layer_norm=True),
+        seqjax.min_gru(8),
+    ):
         other = seqjax.recurrent(cell)
         assert not _uses_kernel(other, other.init(jax.random.key(0), 3), xs)
 

@@ -125,6 +125,7 @@ def sequential_scan(
     valid: Array | None = None,
     resets: Array | None = None,
     restart: Carry | None = None,
+    batch_major: bool = False,
 ) -> tuple[Carry, Array] | None:
     """The engine's sequential scan over ``xs: [t, *b, d]`` by a fused recurrence.
 
@@ -158,8 +159,14 @@ def sequential_scan(
         restart = tuple(c.reshape(-1, c.shape[-1]) for c in jax.tree.leaves(restart))
         restart = restart if len(restart) > 1 else restart[0]
     if cpu.applies(spec, params, resets):
-        carry, hs = cpu.lstm_scan(
-            params, xs.reshape(t, -1, xs.shape[-1]), flat, valid, reverse=reverse
+        carry, hs = cpu.scan(
+            spec,
+            params,
+            xs.reshape(t, -1, xs.shape[-1]),
+            flat if len(flat) > 1 else flat[0],
+            valid,
+            reverse=reverse,
+            batch_major=batch_major,
         )
     else:
         carry, hs = fused.fused_scan(

@@ -43,9 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.typing import Array, Carry, Params
+from seqjax.typing import Array, Params
 
-__all__ = ["applies", "available", "disabled", "lstm_scan", "why_unavailable"]
+__all__ = ["applies", "available", "disabled", "max_threads", "scan", "why_unavailable"]
 
 _PREFIX = "seqjax_"
 _make_context = getattr(jax, "make_user_context", None)
@@ -112,86 +112,114 @@ def _on_cpu() -> bool:
         return False
 
 
+def _cells() -> dict[str, tuple[int, int, int]]:
+    """Cell name -> (the kernel's code, gate groups, residual groups)."""
+    module = _load()[0]
+    return {} if module is None else dict(module.cells())
+
+
 def applies(spec: Any, params: Params, resets: Array | None) -> bool:
-    """Whether the LSTM kernel runs this layer: ``spec`` (the cell's fused spec, already
-    checked float32 by the caller) is the standard LSTM's, there are no resets, the backend
-    is the CPU and neither forward-mode autodiff nor ``vmap`` is tracing the call."""
+    """Whether the CPU kernel runs this layer: ``spec`` (the cell's fused spec, already
+    checked float32 by the caller) names a cell the kernel has, there are no resets, the
+    backend is the CPU and neither forward-mode autodiff nor ``vmap`` is tracing the call."""
     from seqjax import kernels
     from seqjax.kernels import cudnn
 
-    if spec.name != "lstm" or resets is not None or not _enabled():
+    if resets is not None or not _enabled() or not _on_cpu() or spec.name not in _cells():
         return False
-    if "b" in params and jnp.asarray(params["b"]).dtype != jnp.float32:
+    if any(jnp.asarray(params[k]).dtype != jnp.float32 for k in ("b", "b_hn") if k in params):
         return False
-    return _on_cpu() and available() and not kernels.forward_mode() and not cudnn.under_vmap()
+    return not kernels.forward_mode() and not cudnn.under_vmap()
 
 
-def _call(name: str, outs: list[tuple[tuple[int, ...], Any]], *args: Array, reverse: bool):
+def _call(name: str, outs, *args: Array, cell: int, reverse: bool, batch_major: bool):
     return jax.ffi.ffi_call(
         _PREFIX + name,
-        [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in outs],
+        [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in outs],
         vmap_method="sequential",  # a vmap the engine did not see (jitted inside it)
-    )(*args, reverse=np.int64(reverse))
+    )(
+        *args,
+        cell=np.int64(cell),
+        reverse=np.int64(reverse),
+        batch_major=np.int64(batch_major),
+    )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lstm(reverse: bool, w_i, w_h, b, xs, h0, c0, valid):
-    t, n, h = xs.shape[0], xs.shape[1], w_h.shape[0]
-    f32 = jnp.float32
-    hs, h_n, c_n = _call(
-        "lstm_forward",
-        [((t, n, h), f32), ((n, h), f32), ((n, h), f32)],
-        xs, w_i, w_h, b, h0, c0, valid, reverse=reverse,
+def _rows(xs: Array, batch_major: bool) -> tuple[int, int]:
+    """``(t, B)`` of ``xs``: ``[t, B, d]``, or ``[B, t, d]`` batch-major."""
+    return (xs.shape[1], xs.shape[0]) if batch_major else xs.shape[:2]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _run(name: str, reverse: bool, batch_major: bool, w_i, w_h, b, bh, xs, h0, c0, valid):
+    code = _cells()[name][0]
+    h = w_h.shape[0]
+    ys, h_n, c_n = _call(
+        "forward", [(*xs.shape[:2], h), h0.shape, h0.shape],
+        xs, w_i, w_h, b, bh, h0, c0, valid, cell=code, reverse=reverse, batch_major=batch_major,
     )  # fmt: skip
-    return hs, h_n, c_n
+    return ys, h_n, c_n
 
 
-def _lstm_fwd(reverse, w_i, w_h, b, xs, h0, c0, valid):
-    t, n, h = xs.shape[0], xs.shape[1], w_h.shape[0]
-    f32 = jnp.float32
-    hs, h_n, c_n, gates, c_prev = _call(
-        "lstm_forward_train",
-        [((t, n, h), f32), ((n, h), f32), ((n, h), f32), ((t, n, 4 * h), f32), ((t, n, h), f32)],
-        xs, w_i, w_h, b, h0, c0, valid, reverse=reverse,
+def _run_fwd(name, reverse, batch_major, w_i, w_h, b, bh, xs, h0, c0, valid):
+    code, _, residuals = _cells()[name]
+    h = w_h.shape[0]
+    t, n = _rows(xs, batch_major)
+    ys, h_n, c_n, res = _call(
+        "forward_train",
+        [(*xs.shape[:2], h), h0.shape, h0.shape, (t, n, residuals * h)],
+        xs, w_i, w_h, b, bh, h0, c0, valid, cell=code, reverse=reverse, batch_major=batch_major,
     )  # fmt: skip
-    return (hs, h_n, c_n), (w_i, w_h, xs, hs, h0, gates, c_prev, valid)
+    return (ys, h_n, c_n), (w_i, w_h, b, bh, xs, h0, ys, res, valid)
 
 
-def _lstm_bwd(reverse, res, cts):
-    w_i, w_h, xs, hs, h0, gates, c_prev, valid = res
-    dhs, dh_n, dc_n = cts
-    f32 = jnp.float32
-    dxs, dw_i, dw_h, db, dh0, dc0 = _call(
-        "lstm_backward",
-        [(xs.shape, f32), (w_i.shape, f32), (w_h.shape, f32), (w_h.shape[-1:], f32),
-         (h0.shape, f32), (h0.shape, f32)],
-        xs, w_i, w_h, hs, h0, gates, c_prev, dhs, dh_n, dc_n, valid, reverse=reverse,
+def _run_bwd(name, reverse, batch_major, saved, cts):
+    w_i, w_h, b, bh, xs, h0, ys, res, valid = saved
+    dys, dh_n, dc_n = cts
+    grads = _call(
+        "backward",
+        [xs.shape, w_i.shape, w_h.shape, b.shape, bh.shape, h0.shape, h0.shape],
+        xs, w_i, w_h, b, bh, h0, ys, res, dys, dh_n, dc_n, valid,
+        cell=_cells()[name][0], reverse=reverse, batch_major=batch_major,
     )  # fmt: skip
-    return dw_i, dw_h, db, dxs, dh0, dc0, None
+    dxs, dw_i, dw_h, db, dbh, dh0, dc0 = grads
+    return dw_i, dw_h, db, dbh, dxs, dh0, dc0, None
 
 
-_lstm.defvjp(_lstm_fwd, _lstm_bwd)
+_run.defvjp(_run_fwd, _run_bwd)
 
 
-def lstm_scan(
+def scan(
+    spec: Any,
     params: Params,
     xs: Array,
-    carry0: Carry,
+    carry0: Array | tuple[Array, Array],
     valid: Array | None,
     *,
     reverse: bool,
-) -> tuple[Carry, Array]:
-    """An LSTM layer over time-major ``xs: [t, B, d]`` by the CPU kernel.
+    batch_major: bool = False,
+) -> tuple[Array | tuple[Array, Array], Array]:
+    """A layer of ``spec``'s cell over time-major ``xs: [t, B, d]`` by the CPU kernel.
 
-    ``carry0`` is ``(h, c)``, each ``[B, h]``, and ``valid: bool[t, B]`` (or
-    ``None``) marks the steps within each sequence's length: elsewhere a step keeps the
-    carry and outputs zeros. Returns ``(carry, hs: [t, B, h])``, as
-    :func:`seqjax.kernels.fused.fused_scan` does.
+    ``carry0`` is the LSTM's ``(h, c)`` or the other cells' ``h``, each ``[B, h]``, and
+    ``valid: bool[t, B]`` (or ``None``) marks the steps within each sequence's length,
+    a prefix of each sequence's steps: elsewhere a step keeps the carry and outputs zeros.
+    With ``batch_major``, the kernel reads ``xs`` and writes the outputs as ``[B, t, .]``
+    (the two transposes around it cancel those of a batch-major caller). Returns
+    ``(carry, hs: [t, B, h])``, as :func:`seqjax.kernels.fused.fused_scan` does.
     """
     w_i, w_h = params["w_i"], params["w_h"]
-    b = params.get("b")
-    b = jnp.zeros(w_h.shape[-1:], jnp.float32) if b is None else b
+    h = w_h.shape[0]
+    b = params.get("b", jnp.zeros(w_h.shape[-1:], jnp.float32))
+    bh = params.get("b_hn", jnp.zeros((h,), jnp.float32))
+    lstm = isinstance(carry0, tuple)
+    h0 = carry0[0] if lstm else carry0
+    c0 = carry0[1] if lstm else jnp.zeros_like(h0)
     t, n = xs.shape[:2]
     mask = jnp.ones((t, n), jnp.uint8) if valid is None else valid.astype(jnp.uint8)
-    hs, h_n, c_n = _lstm(bool(reverse), w_i, w_h, b, xs, carry0[0], carry0[1], mask)
-    return (h_n, c_n), hs
+    x = jnp.swapaxes(xs, 0, 1) if batch_major else xs
+    ys, h_n, c_n = _run(
+        spec.name, bool(reverse), bool(batch_major), w_i, w_h, b, bh, x, h0, c0, mask
+    )
+    ys = jnp.swapaxes(ys, 0, 1) if batch_major else ys
+    return ((h_n, c_n) if lstm else h_n), ys

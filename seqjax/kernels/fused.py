@@ -111,8 +111,9 @@ class Spec(NamedTuple):
     # gate arithmetic, slower for LSTM's and GRU's, whose fusions then read several
     # slices of the block.
     static_steps: bool = False
-    # The cell's equations by name ("lstm" for the standard LSTM), for the paths that
-    # run a whole layer in a library kernel instead (seqjax.kernels.cudnn).
+    # The cell's equations by name ("lstm", "gru", "simple_rnn_tanh", "simple_rnn_relu"),
+    # for the paths that run a whole layer in a kernel of their own (seqjax.kernels.cpu,
+    # seqjax.kernels.cudnn).
     name: str = ""
 
 

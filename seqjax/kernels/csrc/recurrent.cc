@@ -361,8 +361,8 @@ class Pool {
 };
 
 // Threads for a layer: enough work per step and per thread to pay for a barrier a step.
-int wanted_threads(int64_t batch, int64_t inputs, int64_t hidden) {
-  const int64_t macs = batch * (inputs + hidden) * 4 * hidden;  // one step's matmul
+int wanted_threads(int64_t batch, int64_t inputs, int64_t hidden, int64_t groups) {
+  const int64_t macs = batch * (inputs + hidden) * groups * hidden;  // one step's matmuls
   const int64_t n = std::min<int64_t>(hidden / 8, macs / 32768);
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, Pool::get().max_threads())));
 }
@@ -377,166 +377,326 @@ Range units(int index, int threads, int64_t hidden) {
   return {j0, base + (index < extra ? 1 : 0)};
 }
 
-// ------------------------------------------------------------------------ LSTM
+// ------------------------------------------------------------------------ cells
+
+// A cell is its step on a vector (or a float) of units j, j + 1, ... of one batch row, and
+// that step's backward. Pointers point at the thread's first unit; arrays local to the
+// thread (pre-activations z, zh and their cotangents dx, dr) hold its gate columns
+// group-major with stride n, the others (biases, residuals) stride h.
+
+struct Fwd {
+  const float* z;   // pre-activations: x W_i, plus h W_h where the cell sums the two
+  const float* zh;  // h W_h alone (GRU)
+  const float* b;   // bias of the x side [groups h]
+  const float* bh;  // bias of the h side's last group (GRU's b_hn) [h]
+  const float* h;   // h before the step
+  float* c;         // the LSTM's cell state, updated in place
+  float* h_new;     // h after the step
+  float* y;         // the step's output
+  float* res;       // what the backward pass needs (nullptr in inference)
+  int64_t n, hid;
+};
+
+struct Bwd {
+  const float* res;  // the forward's residuals
+  const float* h;    // h before the step
+  const float* y;    // the step's output
+  const float* dy;   // its cotangent
+  float* dh;         // in: cotangent of h after the step; out: its direct part before it
+  float* dc;         // the LSTM's cell-state cotangent, updated in place
+  float* dx;         // cotangent of the x side's pre-activations (dW_i, db, dx)
+  float* dr;         // of the h side's (dW_h, dh through W_h^T; b_hn): dx where they agree
+  int64_t n, hid;
+};
+
+// LSTM (Hochreiter and Schmidhuber 1997; Gers et al. 2000), gates i, f, g, o:
+//   i, f, o = sigmoid(.), g = tanh(.);  c = f c + i g;  h = o tanh(c)
+// Residuals: i, f, g, o, c before the step. Backward:
+//   dh = dy + dh';  dc = dc' + dh o (1 - tanh(c)^2)
+//   d = (dc g i(1-i), dc c_prev f(1-f), dc i (1-g^2), dh tanh(c) o(1-o));  dc' = dc f
+struct Lstm {
+  static constexpr int kGroups = 4, kResidual = 5;
+  static constexpr bool kSummed = true, kCellState = true;
+
+  template <class T>
+  static void forward(const Fwd& a, int64_t j) {
+    const int64_t n = a.n, h = a.hid;
+    const T i = sigmoid_approx(get<T>(a.z + j) + get<T>(a.b + j));
+    const T f = sigmoid_approx(get<T>(a.z + n + j) + get<T>(a.b + h + j));
+    const T g = tanh_approx(get<T>(a.z + 2 * n + j) + get<T>(a.b + 2 * h + j));
+    const T o = sigmoid_approx(get<T>(a.z + 3 * n + j) + get<T>(a.b + 3 * h + j));
+    const T c_prev = get<T>(a.c + j);
+    const T c = f * c_prev + i * g;
+    const T out = o * tanh_approx(c);
+    if (a.res != nullptr) {
+      put(a.res + j, i);
+      put(a.res + h + j, f);
+      put(a.res + 2 * h + j, g);
+      put(a.res + 3 * h + j, o);
+      put(a.res + 4 * h + j, c_prev);
+    }
+    put(a.c + j, c);
+    put(a.h_new + j, out);
+    put(a.y + j, out);
+  }
+
+  template <class T>
+  static void backward(const Bwd& a, int64_t j) {
+    const int64_t n = a.n, h = a.hid;
+    const T i = get<T>(a.res + j), f = get<T>(a.res + h + j);
+    const T g = get<T>(a.res + 2 * h + j), o = get<T>(a.res + 3 * h + j);
+    const T c_prev = get<T>(a.res + 4 * h + j);
+    const T tc = tanh_approx(f * c_prev + i * g);
+    const T dh = get<T>(a.dy + j) + get<T>(a.dh + j);
+    const T dc = get<T>(a.dc + j) + dh * o * (1.0f - tc * tc);
+    put(a.dx + j, dc * g * i * (1.0f - i));
+    put(a.dx + n + j, dc * c_prev * f * (1.0f - f));
+    put(a.dx + 2 * n + j, dc * i * (1.0f - g * g));
+    put(a.dx + 3 * n + j, dh * tc * o * (1.0f - o));
+    put(a.dc + j, dc * f);
+    put(a.dh + j, T{} * 0.0f);
+  }
+};
+
+// GRU (Cho et al. 2014) with the reset gate after the recurrent matmul (PyTorch, cuDNN):
+//   r, z = sigmoid(x W_i + b + h W_h);  hn = (h W_h)_n + b_hn;  n = tanh((x W_i + b)_n + r hn)
+//   h' = n + z (h - n)
+// Residuals: r, z, n, hn. Backward, with dh = dy + dh':
+//   dn = dh (1 - z)(1 - n^2);  dr = dn hn r(1-r);  dz = dh (h - n) z(1-z)
+//   x side (dr, dz, dn), h side (dr, dz, dn r);  direct dh' = dh z
+struct Gru {
+  static constexpr int kGroups = 3, kResidual = 4;
+  static constexpr bool kSummed = false, kCellState = false;
+
+  template <class T>
+  static void forward(const Fwd& a, int64_t j) {
+    const int64_t n = a.n, h = a.hid;
+    const T r = sigmoid_approx(get<T>(a.z + j) + get<T>(a.b + j) + get<T>(a.zh + j));
+    const T z = sigmoid_approx(get<T>(a.z + n + j) + get<T>(a.b + h + j) + get<T>(a.zh + n + j));
+    const T hn = get<T>(a.zh + 2 * n + j) + get<T>(a.bh + j);
+    const T nn = tanh_approx(get<T>(a.z + 2 * n + j) + get<T>(a.b + 2 * h + j) + r * hn);
+    const T out = nn + z * (get<T>(a.h + j) - nn);
+    if (a.res != nullptr) {
+      put(a.res + j, r);
+      put(a.res + h + j, z);
+      put(a.res + 2 * h + j, nn);
+      put(a.res + 3 * h + j, hn);
+    }
+    put(a.h_new + j, out);
+    put(a.y + j, out);
+  }
+
+  template <class T>
+  static void backward(const Bwd& a, int64_t j) {
+    const int64_t n = a.n, h = a.hid;
+    const T r = get<T>(a.res + j), z = get<T>(a.res + h + j);
+    const T nn = get<T>(a.res + 2 * h + j), hn = get<T>(a.res + 3 * h + j);
+    const T dh = get<T>(a.dy + j) + get<T>(a.dh + j);
+    const T d_n = dh * (1.0f - z) * (1.0f - nn * nn);
+    const T d_r = d_n * hn * r * (1.0f - r);
+    const T d_z = dh * (get<T>(a.h + j) - nn) * z * (1.0f - z);
+    put(a.dx + j, d_r);
+    put(a.dx + n + j, d_z);
+    put(a.dx + 2 * n + j, d_n);
+    put(a.dr + j, d_r);
+    put(a.dr + n + j, d_z);
+    put(a.dr + 2 * n + j, d_n * r);
+    put(a.dh + j, dh * z);
+  }
+};
+
+// Elman RNN (Elman 1990): h' = tanh(.) or relu(.); no residuals (the derivative comes from
+// the output): d = (dy + dh') (1 - h'^2), or where h' > 0.
+inline float relu(float x) { return std::max(x, 0.0f); }
+inline Vec relu(Vec x) { return x > Vec{} ? x : Vec{}; }
+inline float where_positive(float y, float v) { return y > 0.0f ? v : 0.0f; }
+inline Vec where_positive(Vec y, Vec v) { return y > Vec{} ? v : Vec{}; }
+
+template <bool kRelu>
+struct Elman {
+  static constexpr int kGroups = 1, kResidual = 0;
+  static constexpr bool kSummed = true, kCellState = false;
+
+  template <class T>
+  static void forward(const Fwd& a, int64_t j) {
+    const T pre = get<T>(a.z + j) + get<T>(a.b + j);
+    const T out = kRelu ? relu(pre) : tanh_approx(pre);
+    put(a.h_new + j, out);
+    put(a.y + j, out);
+  }
+
+  template <class T>
+  static void backward(const Bwd& a, int64_t j) {
+    const T y = get<T>(a.y + j);
+    const T dh = get<T>(a.dy + j) + get<T>(a.dh + j);
+    put(a.dx + j, kRelu ? where_positive(y, dh) : dh * (1.0f - y * y));
+    put(a.dh + j, T{} * 0.0f);
+  }
+};
+
+// ------------------------------------------------------------------------ drivers
 
 struct Shapes {
   int64_t t, b, d, h;
 };
 
-ffi::Error check(bool ok, const std::string& what) {
-  return ok ? ffi::Error::Success() : ffi::Error::InvalidArgument("seqjax lstm kernel: " + what);
-}
-
-// The shapes of (x [t, B, d], w_i [d, 4h], w_h [h, 4h], valid [t, B]).
-ffi::Error lstm_shapes(const ffi::Buffer<ffi::F32>& x, const ffi::Buffer<ffi::F32>& w_i,
-                       const ffi::Buffer<ffi::F32>& w_h, const ffi::Buffer<ffi::U8>& valid,
-                       Shapes* s) {
-  auto xd = x.dimensions(), id = w_i.dimensions(), wd = w_h.dimensions();
-  auto vd = valid.dimensions();
-  if (xd.size() != 3 || id.size() != 2 || wd.size() != 2 || vd.size() != 2)
-    return check(false, "expected x [t, B, d], w_i [d, 4h], w_h [h, 4h] and valid [t, B]");
-  *s = {xd[0], xd[1], xd[2], wd[0]};
-  return check(id[0] == s->d && id[1] == 4 * s->h && wd[1] == 4 * s->h && vd[0] == s->t &&
-                   vd[1] == s->b,
-               "x, w_i, w_h and valid disagree on t, B, d or 4h");
-}
-
-struct Residuals {
-  float* gates;  // [t, B, 4h] activated i, f, g, o
-  float* c;      // [t, B, h] the cell state before the step
+// Where row (t, b) of the inputs, outputs and their cotangents is: [t, B, .] time-major,
+// [B, t, .] batch-major (the user's layout: no transpose on either side of the call).
+struct Rows {
+  int64_t t, b;
+  bool batch_major;
+  int64_t operator()(int64_t step, int64_t row) const {
+    return batch_major ? row * t + step : step * b + row;
+  }
+  int64_t stride() const { return batch_major ? t : 1; }  // between batch rows, in rows
 };
 
-template <bool kSave>
-void lstm_forward(const Shapes& s, const float* x, const float* w_i, const float* w_h,
-                  const float* bias, const float* h0, const float* c0, const uint8_t* valid,
-                  bool reverse, float* hs, float* h_n, float* c_n, Residuals res) {
-  const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, g4 = 4 * hid;
-  std::vector<float> hbuf(2 * batch * hid), c(batch * hid);
+struct Weights {
+  const float *w_i, *w_h, *b, *bh;
+};
+
+// Runs the cell over time. The carry h lives in a double buffer (a step reads one and
+// writes the other, so one barrier a step suffices); the LSTM's c is owned by units.
+template <class Cell>
+void forward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
+             const float* h0, const float* c0, const uint8_t* valid, bool reverse, float* ys,
+             float* h_n, float* c_n, float* res) {
+  constexpr int G = Cell::kGroups;
+  const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, gh = G * hid;
+  std::vector<float> hbuf(2 * batch * hid), c(Cell::kCellState ? batch * hid : 0);
   Pool& pool = Pool::get();
-  const int threads = pool.acquire(wanted_threads(batch, d, hid));
+  const int threads = pool.acquire(wanted_threads(batch, d, hid, G));
   Barrier barrier(threads);
   pool.run(threads, [&](int index) {
     const Range r = units(index, threads, hid);
     const int64_t j0 = r.j0, n = r.n;
-    // Columns: the gates i, f, g, o of units j0.., each n wide; rows: W_i's, then W_h's.
-    const Panel panel = pack(d + hid, 4 * n, [&](int64_t kk, int64_t q) {
-      const int64_t col = (q / n) * hid + j0 + q % n;
-      return kk < d ? w_i[kk * g4 + col] : w_h[(kk - d) * g4 + col];
+    auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
+    // Columns: the thread's units' gate groups; rows: W_i's, then W_h's where the cell sums
+    // the two sides (one matmul a step), else two panels.
+    const int64_t kx = d, kh = Cell::kSummed ? hid : 0;
+    const Panel px = pack(kx + kh, G * n, [&](int64_t kk, int64_t q) {
+      return kk < d ? w.w_i[kk * gh + column(q)] : w.w_h[(kk - d) * gh + column(q)];
     });
-    std::vector<float> z(batch * panel.width());
-    const int64_t ldz = panel.width();
+    const Panel ph = Cell::kSummed ? Panel{} : pack(hid, G * n, [&](int64_t kk, int64_t q) {
+      return w.w_h[kk * gh + column(q)];
+    });
+    const int64_t ldz = px.width();
+    std::vector<float> z(batch * ldz), zh(Cell::kSummed ? 0 : batch * ldz);
     for (int64_t b = 0; b < batch; ++b) {
       std::memcpy(&hbuf[b * hid + j0], h0 + b * hid + j0, n * sizeof(float));
-      std::memcpy(&c[b * hid + j0], c0 + b * hid + j0, n * sizeof(float));
+      if (Cell::kCellState) std::memcpy(&c[b * hid + j0], c0 + b * hid + j0, n * sizeof(float));
     }
     barrier.wait();
+    const int64_t xs = rows.stride() * d;
     for (int64_t step = 0; step < t_len; ++step) {
       const int64_t t = reverse ? t_len - 1 - step : step;
       const float* hcur = &hbuf[(step % 2) * batch * hid];
       float* hnext = &hbuf[((step + 1) % 2) * batch * hid];
-      if (n > 0)
-        matmul({x + t * batch * d, d, 1, d}, {hcur, hid, 1, hid}, batch, panel, z.data(), ldz);
+      const Operand xt{x + rows(t, 0) * d, xs, 1, d}, ht{hcur, hid, 1, hid};
+      if (n > 0) {
+        if (Cell::kSummed) {
+          matmul(xt, ht, batch, px, z.data(), ldz);
+        } else {
+          matmul(xt, {nullptr, 0, 0, 0}, batch, px, z.data(), ldz);
+          matmul(ht, {nullptr, 0, 0, 0}, batch, ph, zh.data(), ldz);
+        }
+      }
       for (int64_t b = 0; b < batch; ++b) {
-        const int64_t row = t * batch + b;
-        const float* __restrict zb = &z[b * ldz];
-        const float* __restrict bb = bias + j0;
-        const float* __restrict hc = hcur + b * hid + j0;
-        float* __restrict hn = hnext + b * hid + j0;
-        float* __restrict cb = &c[b * hid + j0];
-        float* __restrict out = hs + row * hid + j0;
-        if (!valid[row]) {
-          for (int64_t j = 0; j < n; ++j) {
-            hn[j] = hc[j];
-            out[j] = 0.0f;
-          }
-          if (kSave) {
-            for (int k = 0; k < 4; ++k)
-              std::memset(res.gates + row * g4 + k * hid + j0, 0, n * sizeof(float));
-            std::memcpy(res.c + row * hid + j0, cb, n * sizeof(float));
-          }
+        const int64_t row = rows(t, b);
+        float* y = ys + row * hid + j0;
+        float* rs = res == nullptr ? nullptr : res + (t * batch + b) * Cell::kResidual * hid + j0;
+        if (!valid[t * batch + b]) {  // past the length: carry kept, output zero
+          std::memcpy(hnext + b * hid + j0, hcur + b * hid + j0, n * sizeof(float));
+          std::memset(y, 0, n * sizeof(float));
+          for (int k = 0; rs != nullptr && k < Cell::kResidual; ++k)
+            std::memset(rs + k * hid, 0, n * sizeof(float));
           continue;
         }
-        float* __restrict gi = kSave ? res.gates + row * g4 + j0 : nullptr;
-        float* __restrict rc = kSave ? res.c + row * hid + j0 : nullptr;
-        for_units(n, [&](auto tag, int64_t j) {
-          using T = decltype(tag);
-          const T i = sigmoid_approx(get<T>(zb + j) + get<T>(bb + j));
-          const T f = sigmoid_approx(get<T>(zb + n + j) + get<T>(bb + hid + j));
-          const T g = tanh_approx(get<T>(zb + 2 * n + j) + get<T>(bb + 2 * hid + j));
-          const T o = sigmoid_approx(get<T>(zb + 3 * n + j) + get<T>(bb + 3 * hid + j));
-          const T cp = get<T>(cb + j);
-          const T cn = f * cp + i * g;
-          const T hv = o * tanh_approx(cn);
-          if (kSave) {
-            put(gi + j, i);
-            put(gi + hid + j, f);
-            put(gi + 2 * hid + j, g);
-            put(gi + 3 * hid + j, o);
-            put(rc + j, cp);
-          }
-          put(cb + j, cn);
-          put(hn + j, hv);
-          put(out + j, hv);
-        });
+        const Fwd a{&z[b * ldz],
+                    Cell::kSummed ? nullptr : &zh[b * ldz],
+                    w.b + j0,
+                    w.bh + j0,
+                    hcur + b * hid + j0,
+                    Cell::kCellState ? &c[b * hid + j0] : nullptr,
+                    hnext + b * hid + j0,
+                    y,
+                    rs,
+                    n,
+                    hid};
+        for_units(n, [&](auto tag, int64_t j) { Cell::template forward<decltype(tag)>(a, j); });
       }
       barrier.wait();
     }
     const float* hlast = &hbuf[(t_len % 2) * batch * hid];
     for (int64_t b = 0; b < batch; ++b) {
       std::memcpy(h_n + b * hid + j0, hlast + b * hid + j0, n * sizeof(float));
-      std::memcpy(c_n + b * hid + j0, &c[b * hid + j0], n * sizeof(float));
+      if (Cell::kCellState) {
+        std::memcpy(c_n + b * hid + j0, &c[b * hid + j0], n * sizeof(float));
+      } else {
+        std::memset(c_n + b * hid + j0, 0, n * sizeof(float));
+      }
     }
   });
   pool.release(threads);
 }
 
-// The whole backward pass but the loss: the gradients of x (dx [t, B, d]), of the weights
-// (dw_i [d, 4h], dw_h [h, 4h], db [4h]) and of the initial carry (dh0, dc0), from the
-// residuals of the training forward pass and the outputs hs.
+struct Grads {
+  float *dx, *dw_i, *dw_h, *db, *dbh, *dh0, *dc0;
+};
+
+// The whole backward pass but the loss: the gradients of x, of the weights and biases and
+// of the initial carry, from the forward's residuals and outputs.
 //
-// Per step, after the gate arithmetic of its units, a thread computes its units' dh_carry
-// and its share of dx in one matmul, d_pre [B, 4h] x [W_h; W_i]^T (the step's d_pre of all
-// units, hence the barrier). The weight gradients of its gate columns add up, every S steps,
-// as one matmul [x_t, h_prev]^T [d + h, S B] x d_pre [S B, its 4n columns] in its own
-// accumulator: no other thread writes those columns, so no further barrier.
+// Per step, after the cell's backward on its units, a thread computes its units' dh (the
+// h side's cotangents of all units, d_r [B, G h], times W_h^T) and its share of dx (d_x
+// times W_i^T): the step's cotangents of every unit, hence the barrier. The weight
+// gradients of its gate columns add up, every `block` rows, as the matmuls
+// X^T [d, rows] d_x and H_prev^T [h, rows] d_r in its own accumulators: no other thread
+// writes those columns, so no further barrier.
 //
 // h_prev (the h a step started from) is the output of the step run before it if that step
 // was within its length, else h0: true where `valid` holds a prefix of each sequence's steps,
 // as lengths make it.
-struct Grads {
-  float *dx, *dw_i, *dw_h, *db, *dh0, *dc0;
-};
-
-void lstm_backward(const Shapes& s, const float* x, const float* w_i, const float* w_h,
-                   const float* hs, const float* h0, const float* gates, const float* c_prev,
-                   const float* dhs, const float* dh_n, const float* dc_n, const uint8_t* valid,
-                   bool reverse, Grads out) {
-  const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, g4 = 4 * hid, dh_ = d + hid;
+template <class Cell>
+void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
+              const float* ys, const float* h0, const float* res, const float* dys,
+              const float* dh_n, const float* dc_n, const uint8_t* valid, bool reverse,
+              Grads out) {
+  constexpr int G = Cell::kGroups;
+  constexpr bool kSummed = Cell::kSummed;
+  const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, gh = G * hid;
   const int64_t block = std::max<int64_t>(1, 256 / std::max<int64_t>(batch, 1));
-  std::vector<float> dh(batch * hid), dc(batch * hid), d_pre(2 * batch * g4);
+  std::vector<float> dh(batch * hid), dc(batch * hid);
+  // The step's cotangents of all units, read by every thread after the barrier (two steps'
+  // worth: a thread may start the next step while another still reads this one).
+  std::vector<float> shared_x(2 * batch * gh), shared_r(kSummed ? 0 : 2 * batch * gh);
   Pool& pool = Pool::get();
-  const int threads = pool.acquire(wanted_threads(batch, d, hid));
+  const int threads = pool.acquire(wanted_threads(batch, d, hid, G));
   Barrier barrier(threads);
   pool.run(threads, [&](int index) {
     const Range r = units(index, threads, hid), ri = units(index, threads, d);
-    const int64_t j0 = r.j0, n = r.n, i0 = ri.j0, ni = ri.n, n4 = 4 * n;
-    // Columns: W_h^T's j0.. (n), then W_i^T's i0.. (ni); rows: the 4h gate columns.
-    const Panel panel = pack(g4, n + ni, [&](int64_t kk, int64_t q) {
-      return q < n ? w_h[(j0 + q) * g4 + kk] : w_i[(i0 + q - n) * g4 + kk];
-    });
-    std::vector<float> tmp(batch * panel.width());
-    const int64_t ldt = panel.width();
-    // The weight gradients of this thread's gate columns (local order: gate-major, n each).
-    std::vector<float> a_blk(block * batch * dh_), da_blk(block * batch * n4), db(n4, 0.0f);
-    Panel da_panel;
-    const int64_t ldw = round_up(n4, kTile);
-    std::vector<float> dw(dh_ * ldw, 0.0f);
-    int64_t filled = 0;  // rows of a_blk and da_blk
+    const int64_t j0 = r.j0, n = r.n, i0 = ri.j0, ni = ri.n, gn = G * n;
+    auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
+    const Panel pht = pack(gh, n, [&](int64_t kk, int64_t q) { return w.w_h[(j0 + q) * gh + kk]; });
+    const Panel pit = pack(gh, ni, [&](int64_t kk, int64_t q) { return w.w_i[(i0 + q) * gh + kk]; });
+    std::vector<float> tmp_h(batch * pht.width()), tmp_x(batch * pit.width());
+    // This thread's gate columns: rows of the current block, and the weight gradients.
+    std::vector<float> a_x(block * batch * d), a_h(block * batch * hid);
+    std::vector<float> dx_blk(block * batch * gn), dr_blk(kSummed ? 0 : block * batch * gn);
+    std::vector<float> db(gn, 0.0f), dbh(n, 0.0f);
+    const int64_t ldw = round_up(gn, kTile);
+    std::vector<float> dw_i(d * ldw, 0.0f), dw_h(hid * ldw, 0.0f);
+    Panel panel;
+    int64_t filled = 0;
+    auto accumulate = [&](const std::vector<float>& a, int64_t k, const std::vector<float>& da,
+                          std::vector<float>& dw) {
+      pack_into(panel, filled, gn, [&](int64_t kk, int64_t q) { return da[kk * gn + q]; });
+      matmul({a.data(), 1, k, filled}, {nullptr, 0, 0, 0}, k, panel, dw.data(), ldw, true);
+    };
     auto flush = [&] {
-      if (filled == 0 || n4 == 0) return;
-      pack_into(da_panel, filled, n4, [&](int64_t kk, int64_t q) { return da_blk[kk * n4 + q]; });
-      matmul({a_blk.data(), 1, dh_, filled}, {nullptr, 0, 0, 0}, dh_, da_panel, dw.data(), ldw,
-             /*accumulate=*/true);
+      if (filled == 0 || gn == 0) return;
+      accumulate(a_x, d, dx_blk, dw_i);
+      accumulate(a_h, hid, kSummed ? dx_blk : dr_blk, dw_h);
       filled = 0;
     };
     for (int64_t b = 0; b < batch; ++b) {
@@ -546,69 +706,67 @@ void lstm_backward(const Shapes& s, const float* x, const float* w_i, const floa
     for (int64_t step = 0; step < t_len; ++step) {
       const int64_t t = reverse ? step : t_len - 1 - step;
       const int64_t prev = reverse ? t + 1 : t - 1;  // the step run before t
-      float* dp_step = &d_pre[(step % 2) * batch * g4];
+      float* sx = &shared_x[(step % 2) * batch * gh];
+      float* sr = kSummed ? sx : &shared_r[(step % 2) * batch * gh];
       for (int64_t b = 0; b < batch; ++b) {
-        const int64_t row = t * batch + b;
-        float* __restrict dp = dp_step + b * g4 + j0;
-        float* __restrict da = &da_blk[(filled + b) * n4];
-        float* __restrict arow = &a_blk[(filled + b) * dh_];
+        const int64_t k = filled + b, row = rows(t, b);
         const bool prev_ok = prev >= 0 && prev < t_len && valid[prev * batch + b];
-        std::memcpy(arow, x + row * d, d * sizeof(float));
-        std::memcpy(arow + d, prev_ok ? hs + (prev * batch + b) * hid : h0 + b * hid,
-                    hid * sizeof(float));
-        if (!valid[row]) {
-          for (int k = 0; k < 4; ++k) std::memset(dp + k * hid, 0, n * sizeof(float));
-          std::memset(da, 0, n4 * sizeof(float));
-          continue;
+        std::memcpy(&a_x[k * d], x + row * d, d * sizeof(float));
+        const float* hp = prev_ok ? ys + rows(prev, b) * hid : h0 + b * hid;
+        std::memcpy(&a_h[k * hid], hp, hid * sizeof(float));
+        float* dxl = &dx_blk[k * gn];
+        float* drl = kSummed ? dxl : &dr_blk[k * gn];
+        if (!valid[t * batch + b]) {  // past the length: the carry's cotangents pass through
+          std::memset(dxl, 0, gn * sizeof(float));
+          if (!kSummed) std::memset(drl, 0, gn * sizeof(float));
+        } else {
+          const Bwd a{res + (t * batch + b) * Cell::kResidual * hid + j0,
+                      &a_h[k * hid + j0],
+                      ys + row * hid + j0,
+                      dys + row * hid + j0,
+                      &dh[b * hid + j0],
+                      &dc[b * hid + j0],
+                      dxl,
+                      drl,
+                      n,
+                      hid};
+          for_units(n, [&](auto tag, int64_t j) { Cell::template backward<decltype(tag)>(a, j); });
+          for (int64_t q = 0; q < gn; ++q) db[q] += dxl[q];
+          if (!kSummed)
+            for (int64_t j = 0; j < n; ++j) dbh[j] += drl[(G - 1) * n + j];
         }
-        const float* __restrict ga = gates + row * g4 + j0;
-        const float* __restrict cp = c_prev + row * hid + j0;
-        const float* __restrict dho = dhs + row * hid + j0;
-        float* __restrict dhb = &dh[b * hid + j0];
-        float* __restrict dcb = &dc[b * hid + j0];
-        for_units(n, [&](auto tag, int64_t j) {
-          using T = decltype(tag);
-          const T i = get<T>(ga + j), f = get<T>(ga + hid + j);
-          const T g = get<T>(ga + 2 * hid + j), o = get<T>(ga + 3 * hid + j);
-          const T c = get<T>(cp + j);
-          const T tc = tanh_approx(f * c + i * g);
-          const T dhv = get<T>(dho + j) + get<T>(dhb + j);
-          const T dcv = get<T>(dcb + j) + dhv * o * (1.0f - tc * tc);
-          const T d_i = dcv * g * i * (1.0f - i), d_f = dcv * c * f * (1.0f - f);
-          const T d_g = dcv * i * (1.0f - g * g), d_o = dhv * tc * o * (1.0f - o);
-          put(dp + j, d_i);
-          put(dp + hid + j, d_f);
-          put(dp + 2 * hid + j, d_g);
-          put(dp + 3 * hid + j, d_o);
-          put(da + j, d_i);
-          put(da + n + j, d_f);
-          put(da + 2 * n + j, d_g);
-          put(da + 3 * n + j, d_o);
-          put(dcb + j, dcv * f);
-        });
-        for (int64_t q = 0; q < n4; ++q) db[q] += da[q];
+        for (int g = 0; g < G; ++g) {
+          std::memcpy(sx + b * gh + g * hid + j0, dxl + g * n, n * sizeof(float));
+          if (!kSummed) std::memcpy(sr + b * gh + g * hid + j0, drl + g * n, n * sizeof(float));
+        }
       }
       filled += batch;
       barrier.wait();
-      if (n + ni > 0)
-        matmul({dp_step, g4, 1, g4}, {nullptr, 0, 0, 0}, batch, panel, tmp.data(), ldt);
+      const Operand none{nullptr, 0, 0, 0};
+      if (n > 0) matmul({sr, gh, 1, gh}, none, batch, pht, tmp_h.data(), pht.width());
+      if (ni > 0) matmul({sx, gh, 1, gh}, none, batch, pit, tmp_x.data(), pit.width());
       for (int64_t b = 0; b < batch; ++b) {
-        const int64_t row = t * batch + b;
-        if (valid[row]) std::memcpy(&dh[b * hid + j0], &tmp[b * ldt], n * sizeof(float));
-        std::memcpy(out.dx + row * d + i0, &tmp[b * ldt + n], ni * sizeof(float));
+        float* dhb = &dh[b * hid + j0];
+        for (int64_t j = 0; j < n; ++j) dhb[j] += tmp_h[b * pht.width() + j];
+        std::memcpy(out.dx + rows(t, b) * d + i0, &tmp_x[b * pit.width()], ni * sizeof(float));
       }
       if (filled == block * batch) flush();
     }
     flush();
-    for (int64_t q = 0; q < n4; ++q) {
-      const int64_t col = (q / n) * hid + j0 + q % n;
-      for (int64_t kk = 0; kk < d; ++kk) out.dw_i[kk * g4 + col] = dw[kk * ldw + q];
-      for (int64_t kk = 0; kk < hid; ++kk) out.dw_h[kk * g4 + col] = dw[(d + kk) * ldw + q];
+    for (int64_t q = 0; q < gn; ++q) {
+      const int64_t col = column(q);
+      for (int64_t kk = 0; kk < d; ++kk) out.dw_i[kk * gh + col] = dw_i[kk * ldw + q];
+      for (int64_t kk = 0; kk < hid; ++kk) out.dw_h[kk * gh + col] = dw_h[kk * ldw + q];
       out.db[col] = db[q];
     }
+    for (int64_t j = 0; j < n; ++j) out.dbh[j0 + j] = dbh[j];
     for (int64_t b = 0; b < batch; ++b) {
       std::memcpy(out.dh0 + b * hid + j0, &dh[b * hid + j0], n * sizeof(float));
-      std::memcpy(out.dc0 + b * hid + j0, &dc[b * hid + j0], n * sizeof(float));
+      if (Cell::kCellState) {
+        std::memcpy(out.dc0 + b * hid + j0, &dc[b * hid + j0], n * sizeof(float));
+      } else {
+        std::memset(out.dc0 + b * hid + j0, 0, n * sizeof(float));
+      }
     }
   });
   pool.release(threads);
@@ -620,96 +778,147 @@ using F32 = ffi::Buffer<ffi::F32>;
 using U8 = ffi::Buffer<ffi::U8>;
 using R32 = ffi::ResultBuffer<ffi::F32>;
 
-ffi::Error LstmForwardImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 h0, F32 c0, U8 valid,
-                           int64_t reverse, R32 hs, R32 h_n, R32 c_n) {
-  Shapes s;
-  if (auto e = lstm_shapes(x, w_i, w_h, valid, &s); e.failure()) return e;
-  prefer_huge_pages_all(hs);
-  lstm_forward<false>(s, x.typed_data(), w_i.typed_data(), w_h.typed_data(), b.typed_data(),
-                      h0.typed_data(), c0.typed_data(), valid.typed_data(), reverse != 0,
-                      hs->typed_data(), h_n->typed_data(), c_n->typed_data(),
-                      Residuals{nullptr, nullptr});
+enum CellKind : int64_t { kLstm = 0, kGru = 1, kRnnTanh = 2, kRnnRelu = 3 };
+
+int groups(int64_t cell) { return cell == kLstm ? Lstm::kGroups : cell == kGru ? Gru::kGroups : 1; }
+
+int residuals(int64_t cell) {
+  return cell == kLstm ? Lstm::kResidual : cell == kGru ? Gru::kResidual : 0;
+}
+
+template <class F>
+ffi::Error dispatch(int64_t cell, F f) {
+  switch (cell) {
+    case kLstm: f(Lstm{}); break;
+    case kGru: f(Gru{}); break;
+    case kRnnTanh: f(Elman<false>{}); break;
+    case kRnnRelu: f(Elman<true>{}); break;
+    default: return ffi::Error::InvalidArgument("seqjax kernel: unknown cell " + std::to_string(cell));
+  }
   return ffi::Error::Success();
 }
 
-ffi::Error LstmForwardTrainImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 h0, F32 c0, U8 valid,
-                                int64_t reverse, R32 hs, R32 h_n, R32 c_n, R32 gates,
-                                R32 c_prev) {
-  Shapes s;
-  if (auto e = lstm_shapes(x, w_i, w_h, valid, &s); e.failure()) return e;
-  prefer_huge_pages_all(hs, gates, c_prev);
-  lstm_forward<true>(s, x.typed_data(), w_i.typed_data(), w_h.typed_data(), b.typed_data(),
-                     h0.typed_data(), c0.typed_data(), valid.typed_data(), reverse != 0,
-                     hs->typed_data(), h_n->typed_data(), c_n->typed_data(),
-                     Residuals{gates->typed_data(), c_prev->typed_data()});
+ffi::Error bad(const std::string& what) {
+  return ffi::Error::InvalidArgument("seqjax kernel: " + what);
+}
+
+// Checks x [t, B, d] (or [B, t, d]), w_i [d, G h], w_h [h, G h], b [G h], bh [h],
+// h0 [B, h] and valid [t, B]; fills s.
+ffi::Error shapes(int64_t cell, bool batch_major, const F32& x, const F32& w_i, const F32& w_h,
+                  const F32& b, const F32& bh, const F32& h0, const U8& valid, Shapes* s) {
+  if (cell < kLstm || cell > kRnnRelu) return bad("unknown cell " + std::to_string(cell));
+  auto xd = x.dimensions(), id = w_i.dimensions(), wd = w_h.dimensions();
+  auto bd = b.dimensions(), bhd = bh.dimensions(), hd = h0.dimensions(), vd = valid.dimensions();
+  if (xd.size() != 3 || id.size() != 2 || wd.size() != 2 || bd.size() != 1 || bhd.size() != 1 ||
+      hd.size() != 2 || vd.size() != 2)
+    return bad("expected x of rank 3, w_i, w_h, h0 and valid of rank 2, b and bh of rank 1");
+  *s = {batch_major ? xd[1] : xd[0], batch_major ? xd[0] : xd[1], xd[2], wd[0]};
+  const int64_t gh = groups(cell) * s->h;
+  if (id[0] != s->d || id[1] != gh || wd[1] != gh || bd[0] != gh || bhd[0] != s->h ||
+      hd[0] != s->b || hd[1] != s->h || vd[0] != s->t || vd[1] != s->b)
+    return bad("x [t, B, d], w_i [d, G h], w_h [h, G h], b [G h], bh [h], h0 [B, h] and "
+               "valid [t, B] disagree");
   return ffi::Error::Success();
 }
 
-ffi::Error LstmBackwardImpl(F32 x, F32 w_i, F32 w_h, F32 hs, F32 h0, F32 gates, F32 c_prev,
-                            F32 dhs, F32 dh_n, F32 dc_n, U8 valid, int64_t reverse, R32 dx,
-                            R32 dw_i, R32 dw_h, R32 db, R32 dh0, R32 dc0) {
+template <bool kTrain>
+ffi::Error ForwardImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 c0, U8 valid,
+                       int64_t cell, int64_t reverse, int64_t batch_major, R32 ys, R32 h_n,
+                       R32 c_n, R32 res) {
   Shapes s;
-  if (auto e = lstm_shapes(x, w_i, w_h, valid, &s); e.failure()) return e;
+  if (auto e = shapes(cell, batch_major, x, w_i, w_h, b, bh, h0, valid, &s); e.failure()) return e;
+  if (kTrain && res->element_count() != static_cast<size_t>(s.t * s.b * residuals(cell) * s.h))
+    return bad("the residuals must be [t, B, " + std::to_string(residuals(cell)) + " h]");
+  prefer_huge_pages_all(ys);
+  if (kTrain) prefer_huge_pages_all(res);
+  const Rows rows{s.t, s.b, batch_major != 0};
+  const Weights w{w_i.typed_data(), w_h.typed_data(), b.typed_data(), bh.typed_data()};
+  return dispatch(cell, [&](auto c) {
+    forward<decltype(c)>(s, rows, x.typed_data(), w, h0.typed_data(), c0.typed_data(),
+                         valid.typed_data(), reverse != 0, ys->typed_data(), h_n->typed_data(),
+                         c_n->typed_data(), kTrain ? res->typed_data() : nullptr);
+  });
+}
+
+ffi::Error InferImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 c0, U8 valid,
+                     int64_t cell, int64_t reverse, int64_t batch_major, R32 ys, R32 h_n,
+                     R32 c_n) {
+  return ForwardImpl<false>(x, w_i, w_h, b, bh, h0, c0, valid, cell, reverse, batch_major, ys,
+                            h_n, c_n, c_n);
+}
+
+ffi::Error BackwardImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 ys, F32 res,
+                        F32 dys, F32 dh_n, F32 dc_n, U8 valid, int64_t cell, int64_t reverse,
+                        int64_t batch_major, R32 dx, R32 dw_i, R32 dw_h, R32 db, R32 dbh,
+                        R32 dh0, R32 dc0) {
+  Shapes s;
+  if (auto e = shapes(cell, batch_major, x, w_i, w_h, b, bh, h0, valid, &s); e.failure()) return e;
   prefer_huge_pages_all(dx);
-  lstm_backward(s, x.typed_data(), w_i.typed_data(), w_h.typed_data(), hs.typed_data(),
-                h0.typed_data(), gates.typed_data(), c_prev.typed_data(), dhs.typed_data(),
-                dh_n.typed_data(), dc_n.typed_data(), valid.typed_data(), reverse != 0,
-                Grads{dx->typed_data(), dw_i->typed_data(), dw_h->typed_data(), db->typed_data(),
-                      dh0->typed_data(), dc0->typed_data()});
-  return ffi::Error::Success();
+  const Rows rows{s.t, s.b, batch_major != 0};
+  const Weights w{w_i.typed_data(), w_h.typed_data(), b.typed_data(), bh.typed_data()};
+  const Grads g{dx->typed_data(),  dw_i->typed_data(), dw_h->typed_data(), db->typed_data(),
+                dbh->typed_data(), dh0->typed_data(),  dc0->typed_data()};
+  return dispatch(cell, [&](auto c) {
+    backward<decltype(c)>(s, rows, x.typed_data(), w, ys.typed_data(), h0.typed_data(),
+                          res.typed_data(), dys.typed_data(), dh_n.typed_data(),
+                          dc_n.typed_data(), valid.typed_data(), reverse != 0, g);
+  });
+}
+
+ffi::Error TrainImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 c0, U8 valid,
+                     int64_t cell, int64_t reverse, int64_t batch_major, R32 ys, R32 h_n,
+                     R32 c_n, R32 res) {
+  return ForwardImpl<true>(x, w_i, w_h, b, bh, h0, c0, valid, cell, reverse, batch_major, ys,
+                           h_n, c_n, res);
+}
+
+// The arguments every handler starts with: x, w_i, w_h, b, bh, h0.
+auto common() {
+  return ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>();
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmForward, LstmForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<F32>()  // x
-                                  .Arg<F32>()  // w_i
-                                  .Arg<F32>()  // w_h
-                                  .Arg<F32>()  // b
-                                  .Arg<F32>()  // h0
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxForward, InferImpl,
+                              common()
                                   .Arg<F32>()  // c0
                                   .Arg<U8>()   // valid
+                                  .Attr<int64_t>("cell")
                                   .Attr<int64_t>("reverse")
-                                  .Ret<F32>()  // hs
-                                  .Ret<F32>()  // h_n
+                                  .Attr<int64_t>("batch_major")
+                                  .Ret<F32>()    // ys
+                                  .Ret<F32>()    // h_n
                                   .Ret<F32>());  // c_n
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmForwardTrain, LstmForwardTrainImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<F32>()  // x
-                                  .Arg<F32>()  // w_i
-                                  .Arg<F32>()  // w_h
-                                  .Arg<F32>()  // b
-                                  .Arg<F32>()  // h0
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxForwardTrain, TrainImpl,
+                              common()
                                   .Arg<F32>()  // c0
                                   .Arg<U8>()   // valid
+                                  .Attr<int64_t>("cell")
                                   .Attr<int64_t>("reverse")
-                                  .Ret<F32>()  // hs
-                                  .Ret<F32>()  // h_n
-                                  .Ret<F32>()  // c_n
-                                  .Ret<F32>()  // gates
-                                  .Ret<F32>());  // c_prev
+                                  .Attr<int64_t>("batch_major")
+                                  .Ret<F32>()    // ys
+                                  .Ret<F32>()    // h_n
+                                  .Ret<F32>()    // c_n
+                                  .Ret<F32>());  // residuals
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxLstmBackward, LstmBackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<F32>()  // x
-                                  .Arg<F32>()  // w_i
-                                  .Arg<F32>()  // w_h
-                                  .Arg<F32>()  // hs
-                                  .Arg<F32>()  // h0
-                                  .Arg<F32>()  // gates
-                                  .Arg<F32>()  // c_prev
-                                  .Arg<F32>()  // dhs
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxBackward, BackwardImpl,
+                              common()
+                                  .Arg<F32>()  // ys
+                                  .Arg<F32>()  // residuals
+                                  .Arg<F32>()  // dys
                                   .Arg<F32>()  // dh_n
                                   .Arg<F32>()  // dc_n
                                   .Arg<U8>()   // valid
+                                  .Attr<int64_t>("cell")
                                   .Attr<int64_t>("reverse")
-                                  .Ret<F32>()  // dx
-                                  .Ret<F32>()  // dw_i
-                                  .Ret<F32>()  // dw_h
-                                  .Ret<F32>()  // db
-                                  .Ret<F32>()  // dh0
+                                  .Attr<int64_t>("batch_major")
+                                  .Ret<F32>()    // dx
+                                  .Ret<F32>()    // dw_i
+                                  .Ret<F32>()    // dw_h
+                                  .Ret<F32>()    // db
+                                  .Ret<F32>()    // dbh
+                                  .Ret<F32>()    // dh0
                                   .Ret<F32>());  // dc0
 
 // ------------------------------------------------------------------------ module
@@ -720,9 +929,9 @@ PyObject* handlers(PyObject*, PyObject*) {
   PyObject* dict = PyDict_New();
   if (dict == nullptr) return nullptr;
   const std::pair<const char*, void*> entries[] = {
-      {"lstm_forward", reinterpret_cast<void*>(SeqjaxLstmForward)},
-      {"lstm_forward_train", reinterpret_cast<void*>(SeqjaxLstmForwardTrain)},
-      {"lstm_backward", reinterpret_cast<void*>(SeqjaxLstmBackward)},
+      {"forward", reinterpret_cast<void*>(SeqjaxForward)},
+      {"forward_train", reinterpret_cast<void*>(SeqjaxForwardTrain)},
+      {"backward", reinterpret_cast<void*>(SeqjaxBackward)},
   };
   for (const auto& [name, fn] : entries) {
     PyObject* capsule = PyCapsule_New(fn, nullptr, nullptr);
@@ -736,12 +945,33 @@ PyObject* handlers(PyObject*, PyObject*) {
   return dict;
 }
 
+// name -> (code, gate groups, residual groups), for the Python side's shapes.
+PyObject* cells(PyObject*, PyObject*) {
+  const std::pair<const char*, int64_t> entries[] = {
+      {"lstm", kLstm}, {"gru", kGru}, {"simple_rnn_tanh", kRnnTanh}, {"simple_rnn_relu", kRnnRelu}};
+  PyObject* dict = PyDict_New();
+  if (dict == nullptr) return nullptr;
+  for (const auto& [name, code] : entries) {
+    PyObject* v = Py_BuildValue("(LLL)", static_cast<long long>(code),
+                                static_cast<long long>(groups(code)),
+                                static_cast<long long>(residuals(code)));
+    if (v == nullptr || PyDict_SetItemString(dict, name, v) != 0) {
+      Py_XDECREF(v);
+      Py_DECREF(dict);
+      return nullptr;
+    }
+    Py_DECREF(v);
+  }
+  return dict;
+}
+
 PyObject* threads(PyObject*, PyObject*) { return PyLong_FromLong(Pool::get().max_threads()); }
 
 PyObject* lanes(PyObject*, PyObject*) { return PyLong_FromLong(kLanes); }
 
 PyMethodDef methods[] = {
     {"handlers", handlers, METH_NOARGS, "The FFI handlers, name -> PyCapsule."},
+    {"cells", cells, METH_NOARGS, "Cell name -> (code, gate groups, residual groups)."},
     {"max_threads", threads, METH_NOARGS, "Threads a call may use (SEQJAX_NUM_THREADS)."},
     {"lanes", lanes, METH_NOARGS, "float32 lanes of the vectors the kernels were built for."},
     {nullptr, nullptr, 0, nullptr},
