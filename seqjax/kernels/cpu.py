@@ -147,7 +147,7 @@ def _call(name: str, outs, *args: Array, cell: int, reverse: bool, batch_major: 
 
 def _rows(xs: Array, batch_major: bool) -> tuple[int, int]:
     """``(t, B)`` of ``xs``: ``[t, B, d]``, or ``[B, t, d]`` batch-major."""
-    return (xs.shape[1], xs.shape[0]) if batch_major else xs.shape[:2]
+    return (xs.shape[1], xs.shape[0]) if batch_major else (xs.shape[0], xs.shape[1])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -212,9 +212,10 @@ def scan(
     h = w_h.shape[0]
     b = params.get("b", jnp.zeros(w_h.shape[-1:], jnp.float32))
     bh = params.get("b_hn", jnp.zeros((h,), jnp.float32))
-    lstm = isinstance(carry0, tuple)
-    h0 = carry0[0] if lstm else carry0
-    c0 = carry0[1] if lstm else jnp.zeros_like(h0)
+    if isinstance(carry0, tuple):  # the LSTM's (h, c)
+        h0, c0, lstm = carry0[0], carry0[1], True
+    else:
+        h0, c0, lstm = carry0, jnp.zeros_like(carry0), False
     t, n = xs.shape[:2]
     mask = jnp.ones((t, n), jnp.uint8) if valid is None else valid.astype(jnp.uint8)
     x = jnp.swapaxes(xs, 0, 1) if batch_major else xs
