@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-all
 # the public modules that `make lint` type-checks (settings in pyproject.toml)
 TYPED := seqjax/__init__.py seqjax/typing.py seqjax/cells.py seqjax/scan.py \
 	seqjax/combinators.py seqjax/attention.py seqjax/decoding.py seqjax/interop.py \
-	seqjax/inspect.py \
+	seqjax/inspect.py seqjax/kernels/cpu.py \
 	seqjax/nn seqjax/nnx
 
 .PHONY: venv venv-train test test-fast lint format bench train proof compare docs

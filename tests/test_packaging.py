@@ -84,6 +84,11 @@ def test_wheel_holds_the_packages_py_typed_and_the_version(built):
     for path in ("seqjax/__init__.py", "seqjax/py.typed", "seqjax/nn/__init__.py"):
         assert path in names
     assert "seqjax/nnx/__init__.py" in names and not any(n.startswith("tests/") for n in names)
+    # the CPU kernel, compiled from the sdist's C++ source
+    assert any(n.startswith("seqjax/kernels/_recurrent") and n.endswith(".so") for n in names)
+    with tarfile.open(sdist) as tar:
+        files = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"setup.py", "seqjax/kernels/csrc/recurrent.cc"} <= files
     assert f"seqjax-{seqjax.__version__}" in sdist.name
     assert f"seqjax-{seqjax.__version__}-" in wheel.name
 
@@ -119,7 +124,9 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(built):
     subprocess.run([*pip, "--no-index", "--no-deps", str(wheel)], check=True)
     code = (
         "import seqjax, seqjax.nn, seqjax.nnx, importlib.metadata as m; "
-        "print(seqjax.__file__); print(m.version('seqjax')); print(seqjax.__version__)"
+        "from seqjax.kernels import cpu; "
+        "print(seqjax.__file__); print(m.version('seqjax')); print(seqjax.__version__); "
+        "print(cpu.available())"
     )
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no source tree
     out = subprocess.run(
@@ -127,3 +134,4 @@ def test_wheel_installs_into_a_fresh_venv_and_imports(built):
     ).stdout.split()
     assert out[0].startswith(site), out  # the wheel's copy, not the source tree
     assert out[1] == out[2] == seqjax.__version__
+    assert out[3] == "True"  # the wheel's compiled CPU kernel loads

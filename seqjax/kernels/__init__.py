@@ -1,17 +1,19 @@
 """Fast paths behind the sequence engine's contract.
 
 :func:`sequential_scan` runs the standard cells (:func:`~seqjax.lstm`, :func:`~seqjax.gru`
-with ``reset_after=True``, :func:`~seqjax.simple_rnn`) in float32 through the fused
-recurrences of :mod:`seqjax.kernels.fused`, whose backward passes do only the recurrent
-matmul and the gate arithmetic per step and compute the weight gradients afterwards as one
-matmul over all steps, with lengths (padded batches) and resets (packed segments) as
-masks, and inside remat chunks. It gives the same numbers as the plain ``lax.scan`` of
-``cell.step`` up to float rounding, and returns ``None`` (so the engine takes the plain
-path) for any cell or option it does not cover (other cells, non-float32 parameters,
-per-step remat, forward-mode autodiff: see :func:`forward_mode`). :func:`disabled` turns
-the fast paths off (for benchmarks and equivalence tests, and for ``jax.jvp`` of a
-function jitted on the fast path); it is part of ``jax.jit``'s cache key, so it applies to
-functions jitted before it too.
+with ``reset_after=True``, :func:`~seqjax.simple_rnn`) in float32 by a whole-layer
+recurrence: on the CPU, one call of the multi-threaded C++ kernel of
+:mod:`seqjax.kernels.cpu` (when it was built at install time); otherwise, and with resets,
+the fused XLA recurrences of :mod:`seqjax.kernels.fused`. Both have hand-written backward
+passes that compute the weight gradients as matmuls over many steps, handle lengths
+(padded batches) as masks and run inside remat chunks; the fused ones also handle resets
+(packed segments). They give the same numbers as the plain ``lax.scan`` of ``cell.step``
+up to float rounding, and :func:`sequential_scan` returns ``None`` (so the engine takes
+the plain path) for any cell or option they do not cover (other cells, non-float32
+parameters, per-step remat, forward-mode autodiff: see :func:`forward_mode`).
+:func:`disabled` turns the fast paths off (for benchmarks and equivalence tests, and for
+``jax.jvp`` of a function jitted on the fast path); it is part of ``jax.jit``'s cache key,
+so it applies to functions jitted before it too.
 """
 
 from __future__ import annotations

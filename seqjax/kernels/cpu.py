@@ -1,31 +1,35 @@
-r"""The LSTM recurrence as one multi-threaded CPU kernel, through XLA's FFI.
+r"""The standard cells' recurrence as one multi-threaded CPU kernel, through XLA's FFI.
 
 XLA's CPU runtime runs the ops of a loop body one after another on one thread, and splits
-only large matmuls across threads; an LSTM step's recurrent matmul ``[B, h] x [h, 4h]`` is
-too small, so the fused recurrence of :mod:`seqjax.kernels.fused` uses one core where
-PyTorch's oneDNN kernel uses all of them. The C++ kernel in ``csrc/recurrent.cc``
+only large matmuls across threads; a recurrent step's matmul (``[B, h] x [h, 4h]`` for an
+LSTM) is too small, so the fused recurrences of :mod:`seqjax.kernels.fused` use one core
+where PyTorch's oneDNN kernel uses all of them. The C++ kernel in ``csrc/recurrent.cc``
 (compiled when seqjax is installed, as the extension ``seqjax.kernels._recurrent``) runs a
 layer's whole recurrence in one call and splits every step over threads by hidden unit:
-each thread computes the four gate columns of its own units, so the gate arithmetic needs
-no other thread's results and a step costs one barrier. The input projection
-:math:`U = X W_i + b` and, in the backward pass, the weight and input gradients
+each thread computes the gate columns of its own units, so the gate arithmetic needs no
+other thread's results and a step costs one barrier. Each step is one matmul of
+``[x_t, h]`` against the thread's columns of ``[W_i; W_h]`` (two for the GRU, whose reset
+gate multiplies only the recurrent part). The backward pass runs in the kernel too: per
+step the carry's and the input's cotangents, and every 256 rows the weight gradients of a
+thread's own gate columns as block matmuls,
 
 .. math::
-    \partial W_h = H_{\mathrm{prev}}^\top \partial A, \quad
-    \partial W_i = X^\top \partial A, \quad \partial X = \partial A\, W_i^\top
+    \partial W_i \mathrel{+}= X^\top \partial A, \quad
+    \partial W_h \mathrel{+}= H_{\mathrm{prev}}^\top \partial A,
 
-stay in XLA as large matmuls over all steps (:math:`\partial A` the gates' pre-activation
-cotangents, which the kernel's backward pass returns for every step).
+with :math:`\partial A` the gates' pre-activation cotangents of those rows.
 
 The sequence engine takes this path for the standard LSTM (:func:`~seqjax.lstm` without
-projection or layer norm) in float32 on the CPU backend, with lengths, ``reverse``, any
-batch axes and inside remat chunks; resets, forward-mode autodiff and ``jax.vmap`` (seen
-down to the innermost ``jax.jit``) keep the fused recurrence, as does a machine where the
-extension did not build (no C++ compiler at install time: :func:`available` is then
-``False`` and :func:`why_unavailable` says why). :func:`disabled` turns off this path
-alone; :func:`seqjax.kernels.disabled` turns off every fast path. The kernel's numbers are
-the plain path's up to float rounding (its ``tanh`` is a rational approximation with a
-relative error below 4e-7, as XLA's is); the tests compare outputs, carries and gradients.
+projection or layer norm), GRU (``reset_after=True``) and Elman RNN (tanh or relu) in
+float32 on the CPU backend, with lengths, ``reverse``, any batch axes and inside remat
+chunks; resets, forward-mode autodiff and ``jax.vmap`` (seen down to the innermost
+``jax.jit``) keep the fused recurrences, as does a machine where the extension did not
+build (no C++ compiler at install time: :func:`available` is then ``False`` and
+:func:`why_unavailable` says why). :func:`disabled` turns off this path alone;
+:func:`seqjax.kernels.disabled` turns off every fast path. The kernel's numbers are the
+plain path's up to float rounding (its ``tanh`` is a rational approximation with a
+relative error below 4e-7); the tests compare outputs, carries and gradients, and check
+that one thread and several give bitwise the same numbers.
 
 Threads: ``SEQJAX_NUM_THREADS`` (default: the CPUs this process may run on, at most 8),
 used when a step has enough work (at least 8 hidden units and 32k multiply-adds a thread);
