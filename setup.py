@@ -9,7 +9,9 @@ without it and seqjax runs its LSTM layers on the fused XLA path
 
 ``SEQJAX_CPU_ARCH`` sets the instruction set (``-march``): ``native`` by default, since the
 kernel is compiled where it is installed; ``x86-64-v3`` or similar for a wheel meant for
-other machines; an empty value for the compiler's default.
+other machines; an empty value for the compiler's default. A kernel compiled for
+instructions the running CPU lacks refuses to import (seqjax then takes its XLA paths).
+The kernel is Linux-only (its thread pool reads the process's CPU affinity).
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ def _ffi_include() -> str | None:
 
 def _extensions() -> list[Extension]:
     include = _ffi_include()
-    if include is None or sys.platform == "win32":
+    if not sys.platform.startswith("linux"):  # the thread pool uses Linux's affinity calls
+        print("seqjax: building without the CPU kernel (Linux only)", file=sys.stderr)
+        return []
+    if include is None:
         print("seqjax: building without the CPU kernel (no XLA FFI headers)", file=sys.stderr)
         return []
     arch = os.environ.get("SEQJAX_CPU_ARCH", "native")
-    flags = ["-std=c++17", "-O3", "-fvisibility=hidden", "-Wno-attributes", "-Wno-return-type"]
+    flags = ["-std=c++17", "-O3", "-fvisibility=hidden"]
     if arch:
         flags.append(f"-march={arch}")
     return [

@@ -105,6 +105,7 @@ OPTIONS = {
     "remat8": {"remat": 8, "lengths": True},
     "sqrt": {"remat": "sqrt", "reverse": True},
     "t1": {"t": 1},
+    "one_feature": {"d": 1, "lengths": True},  # fewer inputs than threads: some own no dx
 }
 # Every cell with every option on two threads; on one thread, the LSTM with every option and
 # the other cells plain.
@@ -116,6 +117,46 @@ CASES += [(c, "one_thread", "plain") for c in sorted(CELLS)]
 @pytest.mark.parametrize("cell, size, options", CASES)
 def test_kernel_equals_plain_and_fused(cell, size, options):
     _check(cell, size, **OPTIONS[options])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_more_rows_than_a_weight_gradient_block(cell):
+    # 300 rows: a block of one step (256 // 300 -> 1), flushed after every step.
+    _check(cell, "two_threads", t=4, batch_shape=(300,), lengths=True)
+
+
+def test_nan_reaches_the_outputs_as_in_the_plain_path():
+    for activation in ("relu", "tanh"):
+        layer = seqjax.recurrent(seqjax.simple_rnn(16, activation=activation))
+        params = layer.init(jax.random.key(0), 3)
+        xs = jax.random.normal(jax.random.key(1), (4, 6, 3)).at[1, 2, 0].set(jnp.nan)
+        _, ys = layer.apply(params, xs)
+        with kernels.disabled():
+            _, ys_plain = layer.apply(params, xs)
+        np.testing.assert_array_equal(np.isnan(ys), np.isnan(ys_plain))
+        assert np.isnan(ys).any()
+
+
+def test_gradient_of_a_gradient_takes_the_xla_path():
+    # The kernel's backward pass has no derivative of its own: a gradient penalty (grad of
+    # grad) runs on the fused XLA recurrence, with the plain path's numbers.
+    layer = seqjax.recurrent(seqjax.lstm(16))
+    params = layer.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (4, 7, 3))
+
+    def loss(p):
+        return jnp.sum(layer.apply(p, xs)[1] ** 2)
+
+    def penalty(p):
+        return sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss)(p)))
+
+    assert "seqjax_forward" in str(jax.make_jaxpr(jax.grad(loss))(params))
+    assert "seqjax_forward" not in str(jax.make_jaxpr(jax.grad(penalty))(params))
+    got = jax.jit(jax.grad(penalty))(params)
+    with kernels.disabled():
+        want = jax.jit(jax.grad(penalty))(params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b))))
 
 
 def test_saturated_gates():

@@ -51,7 +51,7 @@ def _op_category(name: str) -> str:
     broadcasts (filling fresh memory), as elementwise if they are elementwise ops besides.
     """
     base = name.split(".")[0]
-    if base == "custom-call":  # seqjax.kernels.cpu: the layer's recurrence in one call
+    if base in ("custom-call", "ffi_call"):  # seqjax.kernels.cpu: a layer's recurrence
         return "CPU kernel (whole layer)"
     parts = set(base.removeprefix("wrapped_").removesuffix("_fusion").split("_"))
     if base.startswith("ynn_fusion") or "dot" in parts:
@@ -79,12 +79,16 @@ def _xla_profile(fn: Callable[[], Any], steps: int, calls: int) -> dict:
     wait_ns = 0
     for plane in data.planes:
         for line in plane.lines:
-            if not line.name.startswith("tf_XLA"):
-                continue
-            for ev in line.events:
+            events = list(line.events)
+            if line.name.startswith("tf_XLA"):
+                is_op = lambda name: not name.startswith(NOT_OPS)  # noqa: E731
+            else:  # a small program's ops run on the calling thread: those with an end marker
+                ends = {e.name.removeprefix("end: ") for e in events if e.name.startswith("end:")}
+                is_op = ends.__contains__
+            for ev in events:
                 if ev.name == POOL_WAIT:
                     wait_ns += ev.duration_ns
-                elif not ev.name.startswith(NOT_OPS):
+                elif is_op(ev.name):
                     op = ops.setdefault(ev.name, [0, 0])
                     op[0] += ev.duration_ns
                     op[1] += 1

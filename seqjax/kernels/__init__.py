@@ -28,7 +28,16 @@ import jax.numpy as jnp
 from seqjax.kernels import cpu, fused
 from seqjax.typing import Array, Carry, Params
 
-__all__ = ["cpu", "disabled", "enabled", "forward_mode", "fused", "kind", "sequential_scan"]
+__all__ = [
+    "cpu",
+    "disabled",
+    "enabled",
+    "forward_mode",
+    "fused",
+    "kind",
+    "nested_autodiff",
+    "sequential_scan",
+]
 
 # The switch is a jit-cache-sensitive context where JAX has them (jax.make_user_context), so
 # that a function jitted before `disabled()` is traced again inside it rather than reusing
@@ -85,21 +94,41 @@ def forward_mode() -> bool:
         return False
 
 
-def on_trace_stack(trace_type: type) -> bool:
+def on_trace_stack(trace_type: type | tuple[type, ...]) -> bool:
     """Whether a trace of ``trace_type`` (JAX-internal: ``ad.JVPTrace``,
     ``batching.BatchTrace``) is tracing this call, read from JAX's trace stack down to the
     innermost ``jax.jit``. Raises where JAX's internals differ; callers choose the answer."""
+    return traces_on_stack(trace_type) > 0
+
+
+def traces_on_stack(trace_type: type | tuple[type, ...]) -> int:
+    """How many traces of ``trace_type`` are tracing this call, down to the innermost
+    ``jax.jit`` (as :func:`on_trace_stack`)."""
     from jax._src import core
 
+    count = 0
     trace = core.unsafe_get_current_trace()
     while trace is not None:
-        if isinstance(trace, trace_type):
-            return True
+        count += isinstance(trace, trace_type)
         info = getattr(getattr(trace, "frame", None), "debug_info", None)
         if getattr(info, "traced_for", None) == "jit":
-            return False
+            return count
         trace = getattr(trace, "parent_trace", None)
-    return False
+    return count
+
+
+def nested_autodiff() -> bool:
+    """Whether two or more autodiff transformations trace this call (a gradient of a
+    gradient), so that a path whose backward pass is itself not differentiable (the CPU
+    kernel's) must give way. Unknown internals answer ``True`` (the XLA paths differentiate
+    at any order)."""
+    try:
+        from jax._src.interpreters import ad
+
+        kinds = tuple(t for t in (ad.JVPTrace, getattr(ad, "LinearizeTrace", None)) if t)
+        return traces_on_stack(kinds) >= 2
+    except Exception:
+        return True
 
 
 def kind(cell: Any) -> fused.Spec | None:

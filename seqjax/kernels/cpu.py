@@ -22,11 +22,14 @@ with :math:`\partial A` the gates' pre-activation cotangents of those rows.
 The sequence engine takes this path for the standard LSTM (:func:`~seqjax.lstm` without
 projection or layer norm), GRU (``reset_after=True``) and Elman RNN (tanh or relu) in
 float32 on the CPU backend, with lengths, ``reverse``, any batch axes and inside remat
-chunks; resets, forward-mode autodiff and ``jax.vmap`` (seen down to the innermost
-``jax.jit``) keep the fused recurrences, as does a machine where the extension did not
-build (no C++ compiler at install time: :func:`available` is then ``False`` and
-:func:`why_unavailable` says why). :func:`disabled` turns off this path alone;
-:func:`seqjax.kernels.disabled` turns off every fast path. The kernel's numbers are the
+chunks; resets, forward-mode autodiff, gradients of gradients and ``jax.vmap`` (seen down
+to the innermost ``jax.jit``) keep the fused recurrences, as does a machine where the
+extension did not build (no C++ compiler at install time: :func:`available` is then
+``False`` and :func:`why_unavailable` says why). A custom call has no compatibility
+guarantee across versions, so ``jax.export`` refuses a function traced on this path: trace
+it under :func:`disabled` (or :func:`seqjax.kernels.disabled`) to export it.
+:func:`disabled` turns off this path alone; :func:`seqjax.kernels.disabled` turns off every
+fast path. The kernel's numbers are the
 plain path's up to float rounding (its ``tanh`` is a rational approximation with a
 relative error below 4e-7); the tests compare outputs, carries and gradients, and check
 that one thread and several give bitwise the same numbers.
@@ -125,7 +128,9 @@ def _cells() -> dict[str, tuple[int, int, int]]:
 def applies(spec: Any, params: Params, resets: Array | None) -> bool:
     """Whether the CPU kernel runs this layer: ``spec`` (the cell's fused spec, already
     checked float32 by the caller) names a cell the kernel has, there are no resets, the
-    backend is the CPU and neither forward-mode autodiff nor ``vmap`` is tracing the call."""
+    backend is the CPU and neither forward-mode autodiff, a second reverse-mode pass (a
+    gradient of a gradient: the kernel's backward pass has no derivative of its own) nor
+    ``vmap`` is tracing the call."""
     from seqjax import kernels
     from seqjax.kernels import cudnn
 
@@ -133,7 +138,7 @@ def applies(spec: Any, params: Params, resets: Array | None) -> bool:
         return False
     if any(jnp.asarray(params[k]).dtype != jnp.float32 for k in ("b", "b_hn") if k in params):
         return False
-    return not kernels.forward_mode() and not cudnn.under_vmap()
+    return not (kernels.forward_mode() or kernels.nested_autodiff() or cudnn.under_vmap())
 
 
 def _call(name: str, outs, *args: Array, cell: int, reverse: bool, batch_major: bool):

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -40,7 +41,12 @@
 #include <thread>
 #include <vector>
 
+// jaxlib's FFI headers warn under -Wall (always_inline hints, switch returns): not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wattributes"
+#pragma GCC diagnostic ignored "-Wreturn-type"
 #include "xla/ffi/api/ffi.h"
+#pragma GCC diagnostic pop
 
 namespace ffi = xla::ffi;
 
@@ -247,11 +253,24 @@ int env_int(const char* name, int fallback) {
   return n > 0 ? n : fallback;
 }
 
+// The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a
+// container started with --cpus=2 on a larger host).
 int cpu_count() {
+  int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = std::max(1, CPU_COUNT(&set));
+  if (FILE* f = std::fopen("/sys/fs/cgroup/cpu.max", "r")) {
+    long long quota = 0, period = 0;
+    if (std::fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0)
+      n = std::max(1, std::min<int>(n, static_cast<int>((quota + period - 1) / period)));
+    std::fclose(f);  // "max 100000" (no quota) reads no number first, and changes nothing
+  }
+  return n;
 }
+
+// Spins before a waiting thread yields its core: about 50 us, several steps' worth at the
+// benchmark's sizes, little when the partner thread was preempted.
+constexpr int kSpins = 2000;
 
 // A step barrier for the threads of one call: spin (the steps take microseconds), then
 // yield, so that an oversubscribed machine still makes progress.
@@ -267,18 +286,22 @@ class Barrier {
       return;
     }
     for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (spins < 20000) {
+      if (failed_.load(std::memory_order_relaxed)) return;
+      if (spins < kSpins) {
         cpu_relax();
       } else {
         std::this_thread::yield();
       }
     }
   }
+  // Releases every waiting thread for good: a thread failed, the others must not wait for it.
+  void fail() { failed_.store(true, std::memory_order_relaxed); }
 
  private:
   const int n_;
   alignas(64) std::atomic<int> count_{0};
   alignas(64) std::atomic<int> gen_{0};
+  std::atomic<bool> failed_{false};
 };
 
 // Persistent worker threads (one call at a time; a concurrent call runs on one thread).
@@ -309,7 +332,7 @@ class Pool {
     wake_.notify_all();
     fn(0);
     for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
-      if (spins < 20000) {
+      if (spins < kSpins) {
         cpu_relax();
       } else {
         std::this_thread::yield();
@@ -320,8 +343,9 @@ class Pool {
   // How many threads a call may use now: 1 when another call holds the pool, or in a
   // process forked after the workers started (they do not exist there).
   int acquire(int want) {
+    want = std::min(want, max_threads_);
     if (want <= 1 || getpid() != pid_ || !busy_.try_lock()) return 1;
-    return std::min(want, max_threads_);
+    return want;
   }
   void release(int granted) {
     if (granted > 1) busy_.unlock();
@@ -375,6 +399,33 @@ Range units(int index, int threads, int64_t hidden) {
   const int64_t base = hidden / threads, extra = hidden % threads;
   const int64_t j0 = index * base + std::min<int64_t>(index, extra);
   return {j0, base + (index < extra ? 1 : 0)};
+}
+
+// Runs body(index) on `threads` threads of the pool, held for the call. An exception in a
+// thread releases the others from the barrier (they run out their loops, nothing waits
+// forever) and its message becomes the call's error.
+template <class Body>
+std::string run_threads(int threads, Barrier& barrier, Body body) {
+  struct Lease {
+    int n;
+    ~Lease() { Pool::get().release(n); }
+  } lease{threads};
+  std::mutex mutex;
+  std::string error;
+  Pool::get().run(threads, [&](int index) {
+    try {
+      body(index);
+    } catch (const std::exception& e) {
+      barrier.fail();
+      std::lock_guard<std::mutex> lock(mutex);
+      if (error.empty()) error = e.what();
+    } catch (...) {
+      barrier.fail();
+      std::lock_guard<std::mutex> lock(mutex);
+      if (error.empty()) error = "unknown exception";
+    }
+  });
+  return error;
 }
 
 // ------------------------------------------------------------------------ cells
@@ -508,7 +559,7 @@ struct Gru {
 // Elman RNN (Elman 1990): h' = tanh(.) or relu(.); no residuals (the derivative comes from
 // the output): d = (dy + dh') (1 - h'^2), or where h' > 0.
 inline float relu(float x) { return std::max(x, 0.0f); }
-inline Vec relu(Vec x) { return x > Vec{} ? x : Vec{}; }
+inline Vec relu(Vec x) { return x < Vec{} ? Vec{} : x; }  // NaN stays NaN, as std::max
 inline float where_positive(float y, float v) { return y > 0.0f ? v : 0.0f; }
 inline Vec where_positive(Vec y, Vec v) { return y > Vec{} ? v : Vec{}; }
 
@@ -558,16 +609,15 @@ struct Weights {
 // Runs the cell over time. The carry h lives in a double buffer (a step reads one and
 // writes the other, so one barrier a step suffices); the LSTM's c is owned by units.
 template <class Cell>
-void forward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
+std::string forward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
              const float* h0, const float* c0, const uint8_t* valid, bool reverse, float* ys,
              float* h_n, float* c_n, float* res) {
   constexpr int G = Cell::kGroups;
   const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, gh = G * hid;
   std::vector<float> hbuf(2 * batch * hid), c(Cell::kCellState ? batch * hid : 0);
-  Pool& pool = Pool::get();
-  const int threads = pool.acquire(wanted_threads(batch, d, hid, G));
+  const int threads = Pool::get().acquire(wanted_threads(batch, d, hid, G));
   Barrier barrier(threads);
-  pool.run(threads, [&](int index) {
+  return run_threads(threads, barrier, [&](int index) {
     const Range r = units(index, threads, hid);
     const int64_t j0 = r.j0, n = r.n;
     auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
@@ -637,7 +687,6 @@ void forward(const Shapes& s, const Rows& rows, const float* x, const Weights& w
       }
     }
   });
-  pool.release(threads);
 }
 
 struct Grads {
@@ -658,7 +707,7 @@ struct Grads {
 // was within its length, else h0: true where `valid` holds a prefix of each sequence's steps,
 // as lengths make it.
 template <class Cell>
-void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
+std::string backward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
               const float* ys, const float* h0, const float* res, const float* dys,
               const float* dh_n, const float* dc_n, const uint8_t* valid, bool reverse,
               Grads out) {
@@ -670,10 +719,9 @@ void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& 
   // The step's cotangents of all units, read by every thread after the barrier (two steps'
   // worth: a thread may start the next step while another still reads this one).
   std::vector<float> shared_x(2 * batch * gh), shared_r(kSummed ? 0 : 2 * batch * gh);
-  Pool& pool = Pool::get();
-  const int threads = pool.acquire(wanted_threads(batch, d, hid, G));
+  const int threads = Pool::get().acquire(wanted_threads(batch, d, hid, G));
   Barrier barrier(threads);
-  pool.run(threads, [&](int index) {
+  return run_threads(threads, barrier, [&](int index) {
     const Range r = units(index, threads, hid), ri = units(index, threads, d);
     const int64_t j0 = r.j0, n = r.n, i0 = ri.j0, ni = ri.n, gn = G * n;
     auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
@@ -694,9 +742,10 @@ void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& 
       matmul({a.data(), 1, k, filled}, {nullptr, 0, 0, 0}, k, panel, dw.data(), ldw, true);
     };
     auto flush = [&] {
-      if (filled == 0 || gn == 0) return;
-      accumulate(a_x, d, dx_blk, dw_i);
-      accumulate(a_h, hid, kSummed ? dx_blk : dr_blk, dw_h);
+      if (filled > 0 && gn > 0) {
+        accumulate(a_x, d, dx_blk, dw_i);
+        accumulate(a_h, hid, kSummed ? dx_blk : dr_blk, dw_h);
+      }
       filled = 0;
     };
     for (int64_t b = 0; b < batch; ++b) {
@@ -747,8 +796,11 @@ void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& 
       if (ni > 0) matmul({sx, gh, 1, gh}, none, batch, pit, tmp_x.data(), pit.width());
       for (int64_t b = 0; b < batch; ++b) {
         float* dhb = &dh[b * hid + j0];
-        for (int64_t j = 0; j < n; ++j) dhb[j] += tmp_h[b * pht.width() + j];
-        std::memcpy(out.dx + rows(t, b) * d + i0, &tmp_x[b * pit.width()], ni * sizeof(float));
+        const float* th = tmp_h.data() + b * pht.width();
+        for (int64_t j = 0; j < n; ++j) dhb[j] += th[j];
+        if (ni > 0)
+          std::memcpy(out.dx + rows(t, b) * d + i0, tmp_x.data() + b * pit.width(),
+                      ni * sizeof(float));
       }
       if (filled == block * batch) flush();
     }
@@ -769,7 +821,6 @@ void backward(const Shapes& s, const Rows& rows, const float* x, const Weights& 
       }
     }
   });
-  pool.release(threads);
 }
 
 // ------------------------------------------------------------------------ FFI handlers
@@ -786,16 +837,24 @@ int residuals(int64_t cell) {
   return cell == kLstm ? Lstm::kResidual : cell == kGru ? Gru::kResidual : 0;
 }
 
+// Runs f(Cell{}) -> error message ("" on success) for the cell's code; C++ exceptions
+// become the call's error.
 template <class F>
 ffi::Error dispatch(int64_t cell, F f) {
-  switch (cell) {
-    case kLstm: f(Lstm{}); break;
-    case kGru: f(Gru{}); break;
-    case kRnnTanh: f(Elman<false>{}); break;
-    case kRnnRelu: f(Elman<true>{}); break;
-    default: return ffi::Error::InvalidArgument("seqjax kernel: unknown cell " + std::to_string(cell));
+  std::string error;
+  try {
+    switch (cell) {
+      case kLstm: error = f(Lstm{}); break;
+      case kGru: error = f(Gru{}); break;
+      case kRnnTanh: error = f(Elman<false>{}); break;
+      case kRnnRelu: error = f(Elman<true>{}); break;
+      default: error = "unknown cell " + std::to_string(cell);
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
   }
-  return ffi::Error::Success();
+  if (error.empty()) return ffi::Error::Success();
+  return ffi::Error::Internal("seqjax kernel: " + error);
 }
 
 ffi::Error bad(const std::string& what) {
@@ -813,12 +872,26 @@ ffi::Error shapes(int64_t cell, bool batch_major, const F32& x, const F32& w_i, 
       hd.size() != 2 || vd.size() != 2)
     return bad("expected x of rank 3, w_i, w_h, h0 and valid of rank 2, b and bh of rank 1");
   *s = {batch_major ? xd[1] : xd[0], batch_major ? xd[0] : xd[1], xd[2], wd[0]};
+  if (s->t <= 0 || s->b <= 0 || s->d <= 0 || s->h <= 0)
+    return bad("t, B, d and h must be positive (the engine takes its plain path for empty ones)");
   const int64_t gh = groups(cell) * s->h;
   if (id[0] != s->d || id[1] != gh || wd[1] != gh || bd[0] != gh || bhd[0] != s->h ||
       hd[0] != s->b || hd[1] != s->h || vd[0] != s->t || vd[1] != s->b)
     return bad("x [t, B, d], w_i [d, G h], w_h [h, G h], b [G h], bh [h], h0 [B, h] and "
                "valid [t, B] disagree");
   return ffi::Error::Success();
+}
+
+// Whether every buffer holds `count` floats (the carries and cotangents, whose shapes the
+// Python side makes; checked so that no mismatch reads or writes out of bounds).
+template <class... Buffers>
+bool counts(size_t count, const Buffers&... buffers) {
+  return ((buffers.element_count() == count) && ...);
+}
+
+template <class... Buffers>
+bool result_counts(size_t count, Buffers&... buffers) {
+  return ((buffers->element_count() == count) && ...);
 }
 
 template <bool kTrain>
@@ -829,12 +902,16 @@ ffi::Error ForwardImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 c0, U
   if (auto e = shapes(cell, batch_major, x, w_i, w_h, b, bh, h0, valid, &s); e.failure()) return e;
   if (kTrain && res->element_count() != static_cast<size_t>(s.t * s.b * residuals(cell) * s.h))
     return bad("the residuals must be [t, B, " + std::to_string(residuals(cell)) + " h]");
+  const size_t carry = s.b * s.h;
+  if (!counts(carry, c0) || !result_counts(carry, h_n, c_n) ||
+      !result_counts(static_cast<size_t>(s.t * s.b * s.h), ys))
+    return bad("c0, h_n and c_n must be [B, h] and ys [t, B, h]");
   prefer_huge_pages_all(ys);
   if (kTrain) prefer_huge_pages_all(res);
   const Rows rows{s.t, s.b, batch_major != 0};
   const Weights w{w_i.typed_data(), w_h.typed_data(), b.typed_data(), bh.typed_data()};
   return dispatch(cell, [&](auto c) {
-    forward<decltype(c)>(s, rows, x.typed_data(), w, h0.typed_data(), c0.typed_data(),
+    return forward<decltype(c)>(s, rows, x.typed_data(), w, h0.typed_data(), c0.typed_data(),
                          valid.typed_data(), reverse != 0, ys->typed_data(), h_n->typed_data(),
                          c_n->typed_data(), kTrain ? res->typed_data() : nullptr);
   });
@@ -853,13 +930,20 @@ ffi::Error BackwardImpl(F32 x, F32 w_i, F32 w_h, F32 b, F32 bh, F32 h0, F32 ys, 
                         R32 dh0, R32 dc0) {
   Shapes s;
   if (auto e = shapes(cell, batch_major, x, w_i, w_h, b, bh, h0, valid, &s); e.failure()) return e;
+  const size_t carry = s.b * s.h, steps = s.t * s.b * s.h;
+  if (!counts(carry, dh_n, dc_n) || !counts(steps, ys, dys) ||
+      res.element_count() != steps * residuals(cell) ||
+      !result_counts(carry, dh0, dc0) || !result_counts(s.t * s.b * s.d, dx) ||
+      !result_counts(w_i.element_count(), dw_i) || !result_counts(w_h.element_count(), dw_h) ||
+      !result_counts(b.element_count(), db) || !result_counts(bh.element_count(), dbh))
+    return bad("the residuals, outputs, cotangents or gradients disagree with x and the weights");
   prefer_huge_pages_all(dx);
   const Rows rows{s.t, s.b, batch_major != 0};
   const Weights w{w_i.typed_data(), w_h.typed_data(), b.typed_data(), bh.typed_data()};
   const Grads g{dx->typed_data(),  dw_i->typed_data(), dw_h->typed_data(), db->typed_data(),
                 dbh->typed_data(), dh0->typed_data(),  dc0->typed_data()};
   return dispatch(cell, [&](auto c) {
-    backward<decltype(c)>(s, rows, x.typed_data(), w, ys.typed_data(), h0.typed_data(),
+    return backward<decltype(c)>(s, rows, x.typed_data(), w, ys.typed_data(), h0.typed_data(),
                           res.typed_data(), dys.typed_data(), dh_n.typed_data(),
                           dc_n.typed_data(), valid.typed_data(), reverse != 0, g);
   });
@@ -982,4 +1066,34 @@ PyModuleDef module = {PyModuleDef_HEAD_INIT, "_recurrent",
 
 }  // namespace
 
-PyMODINIT_FUNC PyInit__recurrent(void) { return PyModule_Create(&module); }
+// The instruction sets this file was compiled for (-march=native where it was installed)
+// that the running CPU lacks, e.g. a wheel cached on one machine and installed on another:
+// the import then fails and seqjax takes its XLA paths instead of crashing on SIGILL.
+std::string missing_cpu_features() {
+  std::string missing;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+#if defined(__AVX512F__)
+  if (!__builtin_cpu_supports("avx512f")) missing += " avx512f";
+#endif
+#if defined(__AVX2__)
+  if (!__builtin_cpu_supports("avx2")) missing += " avx2";
+#endif
+#if defined(__FMA__)
+  if (!__builtin_cpu_supports("fma")) missing += " fma";
+#endif
+#endif
+  return missing;
+}
+
+PyMODINIT_FUNC PyInit__recurrent(void) {
+  const std::string missing = missing_cpu_features();
+  if (!missing.empty()) {
+    PyErr_SetString(PyExc_ImportError,
+                    ("seqjax.kernels._recurrent was compiled for instructions this CPU lacks:" +
+                     missing + " (rebuild it here, or set SEQJAX_CPU_ARCH when building)")
+                        .c_str());
+    return nullptr;
+  }
+  return PyModule_Create(&module);
+}
