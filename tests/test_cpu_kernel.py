@@ -18,9 +18,10 @@ from seqjax import kernels
 from seqjax.kernels import cpu
 
 RTOL, ATOL = 1e-5, 1e-5
-# hidden 70, batch 7: two threads on a 2-core machine (35 units each, not a multiple of the
-# kernel's tiles); hidden 6: one thread.
-SIZES = {"two_threads": (70, 7), "one_thread": (6, 3)}
+# hidden 70, batch 7: two lanes of units (35 each, not a multiple of the kernel's tiles), two
+# threads on a 2-core machine; hidden 200: six lanes shared out among the threads step by
+# step; hidden 6: one lane, one thread.
+SIZES = {"two_threads": (70, 7), "six_lanes": (200, 3), "one_thread": (6, 3)}
 CELLS = {
     "lstm": seqjax.lstm,
     "gru": seqjax.gru,
@@ -112,6 +113,7 @@ OPTIONS = {
 CASES = [(c, "two_threads", o) for c in sorted(CELLS) for o in OPTIONS]
 CASES += [("lstm", "one_thread", o) for o in OPTIONS if o != "plain"]
 CASES += [(c, "one_thread", "plain") for c in sorted(CELLS)]
+CASES += [(c, "six_lanes", o) for c in ("lstm", "gru") for o in ("plain", "reverse_lengths")]
 
 
 @pytest.mark.parametrize("cell, size, options", CASES)
@@ -175,14 +177,15 @@ def test_saturated_gates():
 
 
 def test_thread_count_does_not_change_a_bit(tmp_path):
-    # Each output column sums over the same k in the same order whichever thread owns it,
-    # so one thread and several give bitwise the same outputs and gradients.
+    # The lanes of units do not depend on the threads, and each output column sums over the
+    # same k in the same order whichever thread takes its lane, so one thread and several
+    # give bitwise the same outputs and gradients.
     script = textwrap.dedent(
         """
         import sys
         import jax, jax.numpy as jnp, numpy as np
         import seqjax
-        layer = seqjax.recurrent(seqjax.lstm(70))
+        layer = seqjax.recurrent(seqjax.lstm(200))  # six lanes
         params = layer.init(jax.random.key(0), 5)
         xs = jax.random.normal(jax.random.key(1), (7, 40, 5))
         lens = jnp.array([40, 3, 0, 17, 40, 25, 9])

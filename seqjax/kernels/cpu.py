@@ -5,13 +5,15 @@ only large matmuls across threads; a recurrent step's matmul (``[B, h] x [h, 4h]
 LSTM) is too small, so the fused recurrences of :mod:`seqjax.kernels.fused` use one core
 where PyTorch's oneDNN kernel uses all of them. The C++ kernel in ``csrc/recurrent.cc``
 (compiled when seqjax is installed, as the extension ``seqjax.kernels._recurrent``) runs a
-layer's whole recurrence in one call and splits every step over threads by hidden unit:
-each thread computes the gate columns of its own units, so the gate arithmetic needs no
-other thread's results and a step costs one barrier. Each step is one matmul of
-``[x_t, h]`` against the thread's columns of ``[W_i; W_h]`` (two for the GRU, whose reset
-gate multiplies only the recurrent part). The backward pass runs in the kernel too: per
-step the carry's and the input's cotangents, and every 256 rows the weight gradients of a
-thread's own gate columns as block matmuls,
+layer's whole recurrence in one call. It cuts the hidden units into lanes and shares the
+lanes of every step out among the threads (each first takes its own lanes, then helps
+with the others', so a thread slowed down for a while holds the others up by one lane at
+most); a lane's gate columns need no other lane's results, so a step costs one
+synchronisation. Each step is one matmul of ``[x_t, h]`` against a lane's columns of
+``[W_i; W_h]`` (two for the GRU, whose reset gate multiplies only the recurrent part).
+The backward pass runs in the kernel too: per step the carry's and the input's
+cotangents, and every 256 rows the weight gradients of a lane's gate columns as block
+matmuls,
 
 .. math::
     \partial W_i \mathrel{+}= X^\top \partial A, \quad
@@ -32,11 +34,13 @@ it under :func:`disabled` (or :func:`seqjax.kernels.disabled`) to export it.
 fast path. The kernel's numbers are the
 plain path's up to float rounding (its ``tanh`` is a rational approximation with a
 relative error below 4e-7); the tests compare outputs, carries and gradients, and check
-that one thread and several give bitwise the same numbers.
+that one thread and several give bitwise the same numbers (the lanes depend on the layer's
+size only).
 
 Threads: ``SEQJAX_NUM_THREADS`` (default: the CPUs this process may run on, at most 8),
-used when a step has enough work (at least 8 hidden units and 32k multiply-adds a thread);
-a call that finds the threads busy with another runs on one.
+used when a step has enough work (at least 8 hidden units and 32k multiply-adds a thread,
+and no more threads than lanes: one per 32 units, at most 8); a call that finds the
+threads busy with another runs on one.
 """
 
 from __future__ import annotations

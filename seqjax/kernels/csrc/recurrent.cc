@@ -1,24 +1,19 @@
-// The LSTM recurrence on the CPU, as XLA FFI handlers (seqjax.kernels.cpu).
+// The recurrences of the standard cells (LSTM, GRU with the reset gate after the matmul,
+// Elman RNN) on the CPU, forward and backward, as XLA FFI handlers (seqjax.kernels.cpu).
 //
 // XLA's CPU runtime runs a loop body's ops one after another on one thread, so the
-// recurrent matmul of an LSTM step, [B, h] x [h, 4h], uses one core. Here a layer's whole
-// recurrence is one call that splits every step over threads by hidden unit: a thread owns
-// units [j0, j0 + n) and computes their four gate columns, so the gate arithmetic needs no
-// other thread's results and each step ends with one barrier (the next step's matmul reads
-// every unit's h). The input projection, the weight gradients and the input gradients
-// stay in XLA, as large matmuls over all steps.
-//
-// Forward (per step t, in the order of `reverse`):
-//   z = u_t + h W_h;  i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
-//   c = f * c + i * g;  h = o * tanh(c)
-// A step whose `valid` is 0 (past its sequence's length) keeps the carry and outputs zeros.
-// The training forward also stores, per step, the activated gates, c and h before the step.
-//
-// Backward (steps in the opposite order), from the stored residuals:
-//   dh = dh_out_t + dh_carry;  dc = dc_carry + dh o (1 - tanh(c_t)^2)
-//   d_pre = (dc g i(1-i), dc c_prev f(1-f), dc i (1-g^2), dh tanh(c_t) o(1-o))
-//   dh_carry = d_pre W_h^T;  dc_carry = dc f
-// A step past the length passes both carry cotangents through and has d_pre = 0.
+// recurrent matmul of a step, [B, h] x [h, G h], uses one core. Here a layer's whole
+// recurrence is one call that cuts the hidden units into lanes (class Lanes) and shares
+// the lanes of every step out among threads: a lane's gate columns need no other lane's
+// results, so a step needs one synchronisation (the next step's matmul reads every unit's
+// h). Per step and lane: one matmul of [x_t, h] against the lane's columns of [W_i; W_h]
+// (two for the GRU, whose reset gate multiplies only the recurrent part), in register
+// blocks of 6 rows by 2 vectors over weight panels packed once per call (matmul, tile),
+// then the cell's gate arithmetic on vectors of units (struct Lstm, Gru, Elman). The
+// backward pass runs here too, from the residuals the training forward stores: per step
+// the carry's and the input's cotangents, and every 256 rows each lane's weight gradients
+// as block matmuls. A step past its sequence's length (`valid` 0) keeps the carry and
+// outputs zeros; its backward passes the carry's cotangents through.
 //
 // tanh is a rational function (relative error below 4e-7 in float32, see tanh_approx),
 // sigmoid(x) = tanh(x / 2) / 2 + 1 / 2, as in seqjax.kernels.fused.
@@ -268,25 +263,44 @@ int cpu_count() {
   return n;
 }
 
-// Spins before a waiting thread yields its core: about 50 us, several steps' worth at the
-// benchmark's sizes, little when the partner thread was preempted.
+// Spins before a waiting thread yields its core: about 50 us, several lanes' worth at the
+// benchmark's sizes, little when the thread it waits for was preempted.
 constexpr int kSpins = 2000;
 
-// A step barrier for the threads of one call: spin (the steps take microseconds), then
-// yield, so that an oversubscribed machine still makes progress.
-class Barrier {
+// The units of a layer cut into lanes, shared out among the threads phase by phase (a
+// phase: one step's matmuls and gate arithmetic, or the set-up, or the final copies). A
+// thread first takes the lanes of its own segment, the same units every phase so that
+// their weights stay in its cache, then helps with the other segments' lanes, and waits
+// until every lane of the phase is done. A thread that runs slower for a while (a core
+// shared with another process) or starts late thus holds the others up by at most one
+// lane, where a fixed split of the units made the faster thread wait at every step.
+// Counters only grow (phase p's claims of segment s are p * len(s) ... (p + 1) * len(s)),
+// so nothing is reset between phases.
+class Lanes {
  public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    if (n_ == 1) return;
-    const int gen = gen_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-      count_.store(0, std::memory_order_relaxed);
-      gen_.store(gen + 1, std::memory_order_release);
-      return;
+  static constexpr int kMaxSegments = 8;
+
+  Lanes(int64_t lanes, int threads) : lanes_(lanes), segments_(std::max(1, threads)) {}
+
+  int64_t count() const { return lanes_; }
+
+  // Runs work(lane) for lanes of phase p until none is left, then waits for the others.
+  template <class Work>
+  void phase(int64_t p, int self, Work&& work) {
+    for (int k = 0; k < segments_ && !failed(); ++k) {
+      const int s = (self + k) % segments_;
+      const int64_t first = start(s), len = start(s + 1) - first, end = (p + 1) * len;
+      std::atomic<int64_t>& next = next_[s].value;
+      for (int64_t v = next.load(std::memory_order_relaxed); v < end && !failed();) {
+        if (next.compare_exchange_weak(v, v + 1, std::memory_order_relaxed)) {
+          work(first + v - p * len);
+          done_.fetch_add(1, std::memory_order_release);
+          v = next.load(std::memory_order_relaxed);
+        }
+      }
     }
-    for (int spins = 0; gen_.load(std::memory_order_acquire) == gen; ++spins) {
-      if (failed_.load(std::memory_order_relaxed)) return;
+    const int64_t target = (p + 1) * lanes_;
+    for (int spins = 0; done_.load(std::memory_order_acquire) < target && !failed(); ++spins) {
       if (spins < kSpins) {
         cpu_relax();
       } else {
@@ -294,13 +308,21 @@ class Barrier {
       }
     }
   }
-  // Releases every waiting thread for good: a thread failed, the others must not wait for it.
+
+  // A thread failed: the others stop waiting for its lanes (and take no more).
   void fail() { failed_.store(true, std::memory_order_relaxed); }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
 
  private:
-  const int n_;
-  alignas(64) std::atomic<int> count_{0};
-  alignas(64) std::atomic<int> gen_{0};
+  int64_t start(int s) const { return lanes_ * s / segments_; }
+
+  struct alignas(64) Counter {
+    std::atomic<int64_t> value{0};
+  };
+  const int64_t lanes_;
+  const int segments_;
+  Counter next_[kMaxSegments];
+  alignas(64) std::atomic<int64_t> done_{0};
   std::atomic<bool> failed_{false};
 };
 
@@ -353,7 +375,9 @@ class Pool {
   int max_threads() const { return max_threads_; }
 
  private:
-  Pool() : pid_(getpid()), max_threads_(env_int("SEQJAX_NUM_THREADS", std::min(cpu_count(), 8))) {}
+  Pool()
+      : pid_(getpid()),
+        max_threads_(std::min(env_int("SEQJAX_NUM_THREADS", cpu_count()), Lanes::kMaxSegments)) {}
 
   void loop(int index) {
     uint64_t seen = 0;
@@ -384,28 +408,33 @@ class Pool {
   std::atomic<int> pending_{0};
 };
 
-// Threads for a layer: enough work per step and per thread to pay for a barrier a step.
+// Threads for a layer: enough work per step and per thread to pay for a synchronisation
+// a step.
 int wanted_threads(int64_t batch, int64_t inputs, int64_t hidden, int64_t groups) {
   const int64_t macs = batch * (inputs + hidden) * groups * hidden;  // one step's matmuls
   const int64_t n = std::min<int64_t>(hidden / 8, macs / 32768);
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, Pool::get().max_threads())));
 }
 
-// Units [j0, j0 + n) of thread `index` of `threads` over `hidden` units.
+// Lanes of a layer: 32 units or more each (a lane's share of the inputs' gradient columns
+// then fills a register block at the benchmark's sizes), at most 8; not a function of the
+// threads, so that the lanes, hence the numbers, are the same on any machine.
+int64_t lane_count(int64_t hidden) { return std::clamp<int64_t>(hidden / 32, 1, 8); }
+
+// Units [j0, j0 + n) of part `index` of `parts` over `hidden` units.
 struct Range {
   int64_t j0, n;
 };
-Range units(int index, int threads, int64_t hidden) {
-  const int64_t base = hidden / threads, extra = hidden % threads;
+Range units(int64_t index, int64_t parts, int64_t hidden) {
+  const int64_t base = hidden / parts, extra = hidden % parts;
   const int64_t j0 = index * base + std::min<int64_t>(index, extra);
   return {j0, base + (index < extra ? 1 : 0)};
 }
 
 // Runs body(index) on `threads` threads of the pool, held for the call. An exception in a
-// thread releases the others from the barrier (they run out their loops, nothing waits
-// forever) and its message becomes the call's error.
+// thread stops the lanes (no thread waits for it) and its message becomes the call's error.
 template <class Body>
-std::string run_threads(int threads, Barrier& barrier, Body body) {
+std::string run_threads(int threads, Lanes& lanes, Body body) {
   struct Lease {
     int n;
     ~Lease() { Pool::get().release(n); }
@@ -416,11 +445,11 @@ std::string run_threads(int threads, Barrier& barrier, Body body) {
     try {
       body(index);
     } catch (const std::exception& e) {
-      barrier.fail();
+      lanes.fail();
       std::lock_guard<std::mutex> lock(mutex);
       if (error.empty()) error = e.what();
     } catch (...) {
-      barrier.fail();
+      lanes.fail();
       std::lock_guard<std::mutex> lock(mutex);
       if (error.empty()) error = "unknown exception";
     }
@@ -606,86 +635,98 @@ struct Weights {
   const float *w_i, *w_h, *b, *bh;
 };
 
-// Runs the cell over time. The carry h lives in a double buffer (a step reads one and
-// writes the other, so one barrier a step suffices); the LSTM's c is owned by units.
+// Runs the cell over time. Phase 0 packs each lane's weights and copies its initial carry;
+// phase 1 + s is step s (each lane: one matmul of [x_t, h] against its gate columns, then
+// its gate arithmetic); the last phase copies the final carry out. The carry h lives in a
+// double buffer (a step reads one and writes the other, so a phase's end is the only
+// synchronisation a step needs); the LSTM's c is owned by units, hence by lanes.
 template <class Cell>
 std::string forward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
-             const float* h0, const float* c0, const uint8_t* valid, bool reverse, float* ys,
-             float* h_n, float* c_n, float* res) {
+                    const float* h0, const float* c0, const uint8_t* valid, bool reverse,
+                    float* ys, float* h_n, float* c_n, float* res) {
   constexpr int G = Cell::kGroups;
   const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, gh = G * hid;
+  const int64_t xs = rows.stride() * d;
   std::vector<float> hbuf(2 * batch * hid), c(Cell::kCellState ? batch * hid : 0);
-  const int threads = Pool::get().acquire(wanted_threads(batch, d, hid, G));
-  Barrier barrier(threads);
-  return run_threads(threads, barrier, [&](int index) {
-    const Range r = units(index, threads, hid);
+  const int threads = Pool::get().acquire(
+      std::min<int>(wanted_threads(batch, d, hid, G), static_cast<int>(lane_count(hid))));
+  Lanes lanes(lane_count(hid), threads);
+  std::vector<Panel> px(lanes.count()), ph(lanes.count());
+  const int64_t widest = round_up(G * units(0, lanes.count(), hid).n, kTile);
+
+  auto setup = [&](int64_t lane) {
+    const Range r = units(lane, lanes.count(), hid);
     const int64_t j0 = r.j0, n = r.n;
     auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
-    // Columns: the thread's units' gate groups; rows: W_i's, then W_h's where the cell sums
+    // Columns: the lane's units' gate groups; rows: W_i's, then W_h's where the cell sums
     // the two sides (one matmul a step), else two panels.
-    const int64_t kx = d, kh = Cell::kSummed ? hid : 0;
-    const Panel px = pack(kx + kh, G * n, [&](int64_t kk, int64_t q) {
+    const int64_t kh = Cell::kSummed ? hid : 0;
+    px[lane] = pack(d + kh, G * n, [&](int64_t kk, int64_t q) {
       return kk < d ? w.w_i[kk * gh + column(q)] : w.w_h[(kk - d) * gh + column(q)];
     });
-    const Panel ph = Cell::kSummed ? Panel{} : pack(hid, G * n, [&](int64_t kk, int64_t q) {
-      return w.w_h[kk * gh + column(q)];
-    });
-    const int64_t ldz = px.width();
-    std::vector<float> z(batch * ldz), zh(Cell::kSummed ? 0 : batch * ldz);
+    if (!Cell::kSummed)
+      ph[lane] = pack(hid, G * n, [&](int64_t kk, int64_t q) { return w.w_h[kk * gh + column(q)]; });
     for (int64_t b = 0; b < batch; ++b) {
       std::memcpy(&hbuf[b * hid + j0], h0 + b * hid + j0, n * sizeof(float));
       if (Cell::kCellState) std::memcpy(&c[b * hid + j0], c0 + b * hid + j0, n * sizeof(float));
     }
-    barrier.wait();
-    const int64_t xs = rows.stride() * d;
+  };
+
+  return run_threads(threads, lanes, [&](int self) {
+    std::vector<float> z(batch * widest), zh(Cell::kSummed ? 0 : batch * widest);
+    lanes.phase(0, self, setup);
     for (int64_t step = 0; step < t_len; ++step) {
       const int64_t t = reverse ? t_len - 1 - step : step;
-      const float* hcur = &hbuf[(step % 2) * batch * hid];
-      float* hnext = &hbuf[((step + 1) % 2) * batch * hid];
-      const Operand xt{x + rows(t, 0) * d, xs, 1, d}, ht{hcur, hid, 1, hid};
-      if (n > 0) {
+      const float* hcur = hbuf.data() + (step % 2) * batch * hid;
+      float* hnext = hbuf.data() + ((step + 1) % 2) * batch * hid;
+      lanes.phase(1 + step, self, [&](int64_t lane) {
+        const Range r = units(lane, lanes.count(), hid);
+        const int64_t j0 = r.j0, n = r.n, ldz = px[lane].width();
+        const Operand xt{x + rows(t, 0) * d, xs, 1, d}, ht{hcur, hid, 1, hid};
         if (Cell::kSummed) {
-          matmul(xt, ht, batch, px, z.data(), ldz);
+          matmul(xt, ht, batch, px[lane], z.data(), ldz);
         } else {
-          matmul(xt, {nullptr, 0, 0, 0}, batch, px, z.data(), ldz);
-          matmul(ht, {nullptr, 0, 0, 0}, batch, ph, zh.data(), ldz);
+          matmul(xt, {nullptr, 0, 0, 0}, batch, px[lane], z.data(), ldz);
+          matmul(ht, {nullptr, 0, 0, 0}, batch, ph[lane], zh.data(), ldz);
         }
-      }
+        for (int64_t b = 0; b < batch; ++b) {
+          float* y = ys + rows(t, b) * hid + j0;
+          float* rs = res == nullptr ? nullptr : res + (t * batch + b) * Cell::kResidual * hid + j0;
+          if (!valid[t * batch + b]) {  // past the length: carry kept, output zero
+            std::memcpy(hnext + b * hid + j0, hcur + b * hid + j0, n * sizeof(float));
+            std::memset(y, 0, n * sizeof(float));
+            for (int k = 0; rs != nullptr && k < Cell::kResidual; ++k)
+              std::memset(rs + k * hid, 0, n * sizeof(float));
+            continue;
+          }
+          const Fwd a{z.data() + b * ldz,
+                      Cell::kSummed ? nullptr : zh.data() + b * ldz,
+                      w.b + j0,
+                      w.bh + j0,
+                      hcur + b * hid + j0,
+                      Cell::kCellState ? c.data() + b * hid + j0 : nullptr,
+                      hnext + b * hid + j0,
+                      y,
+                      rs,
+                      n,
+                      hid};
+          for_units(n, [&](auto tag, int64_t j) { Cell::template forward<decltype(tag)>(a, j); });
+        }
+      });
+    }
+    const float* hlast = hbuf.data() + (t_len % 2) * batch * hid;
+    lanes.phase(1 + t_len, self, [&](int64_t lane) {
+      const Range r = units(lane, lanes.count(), hid);
       for (int64_t b = 0; b < batch; ++b) {
-        const int64_t row = rows(t, b);
-        float* y = ys + row * hid + j0;
-        float* rs = res == nullptr ? nullptr : res + (t * batch + b) * Cell::kResidual * hid + j0;
-        if (!valid[t * batch + b]) {  // past the length: carry kept, output zero
-          std::memcpy(hnext + b * hid + j0, hcur + b * hid + j0, n * sizeof(float));
-          std::memset(y, 0, n * sizeof(float));
-          for (int k = 0; rs != nullptr && k < Cell::kResidual; ++k)
-            std::memset(rs + k * hid, 0, n * sizeof(float));
-          continue;
+        const int64_t at = b * hid + r.j0;
+        std::memcpy(h_n + at, hlast + at, r.n * sizeof(float));
+        if (Cell::kCellState) {
+          std::memcpy(c_n + at, c.data() + at, r.n * sizeof(float));
+        } else {
+          std::memset(c_n + at, 0, r.n * sizeof(float));
         }
-        const Fwd a{&z[b * ldz],
-                    Cell::kSummed ? nullptr : &zh[b * ldz],
-                    w.b + j0,
-                    w.bh + j0,
-                    hcur + b * hid + j0,
-                    Cell::kCellState ? &c[b * hid + j0] : nullptr,
-                    hnext + b * hid + j0,
-                    y,
-                    rs,
-                    n,
-                    hid};
-        for_units(n, [&](auto tag, int64_t j) { Cell::template forward<decltype(tag)>(a, j); });
       }
-      barrier.wait();
-    }
-    const float* hlast = &hbuf[(t_len % 2) * batch * hid];
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(h_n + b * hid + j0, hlast + b * hid + j0, n * sizeof(float));
-      if (Cell::kCellState) {
-        std::memcpy(c_n + b * hid + j0, &c[b * hid + j0], n * sizeof(float));
-      } else {
-        std::memset(c_n + b * hid + j0, 0, n * sizeof(float));
-      }
-    }
+    });
   });
 }
 
@@ -693,84 +734,109 @@ struct Grads {
   float *dx, *dw_i, *dw_h, *db, *dbh, *dh0, *dc0;
 };
 
+// A lane's part of the backward pass: its weights' transposes, and its gate columns'
+// cotangents over the rows of the current block with their weight-gradient accumulators.
+struct BackLane {
+  Panel w_h_t, w_i_t;
+  std::vector<float> dx_blk, dr_blk, db, dbh, dw_i, dw_h;
+  int64_t ldw = 0;
+};
+
 // The whole backward pass but the loss: the gradients of x, of the weights and biases and
-// of the initial carry, from the forward's residuals and outputs.
-//
-// Per step, after the cell's backward on its units, a thread computes its units' dh (the
-// h side's cotangents of all units, d_r [B, G h], times W_h^T) and its share of dx (d_x
-// times W_i^T): the step's cotangents of every unit, hence the barrier. The weight
-// gradients of its gate columns add up, every `block` rows, as the matmuls
-// X^T [d, rows] d_x and H_prev^T [h, rows] d_r in its own accumulators: no other thread
-// writes those columns, so no further barrier.
+// of the initial carry, from the forward's residuals and outputs. A step has two parts per
+// lane: (a) the cell's backward on the lane's units, into the step's cotangents of all
+// units (d_x, d_r [B, G h]); (b) the lane's dh (d_r times its rows of W_h^T) and its share
+// of dx (d_x times W_i^T), and, every `block` steps, its gate columns' weight gradients as
+// the matmuls X^T [d, rows] d_x and H_prev^T [h, rows] d_r over the block's rows. (b) reads
+// every lane's (a), and the next step's (a) needs only the lane's own (b), so phase k runs
+// (b) of step k - 1 then (a) of step k for each lane: one synchronisation a step. What one
+// phase writes and another lane of the same phase reads (the step's cotangents, the
+// block's rows) is kept twice, by the parity of the step or of the block.
 //
 // h_prev (the h a step started from) is the output of the step run before it if that step
 // was within its length, else h0: true where `valid` holds a prefix of each sequence's steps,
 // as lengths make it.
 template <class Cell>
 std::string backward(const Shapes& s, const Rows& rows, const float* x, const Weights& w,
-              const float* ys, const float* h0, const float* res, const float* dys,
-              const float* dh_n, const float* dc_n, const uint8_t* valid, bool reverse,
-              Grads out) {
+                     const float* ys, const float* h0, const float* res, const float* dys,
+                     const float* dh_n, const float* dc_n, const uint8_t* valid, bool reverse,
+                     Grads out) {
   constexpr int G = Cell::kGroups;
   constexpr bool kSummed = Cell::kSummed;
   const int64_t t_len = s.t, batch = s.b, d = s.d, hid = s.h, gh = G * hid;
   const int64_t block = std::max<int64_t>(1, 256 / std::max<int64_t>(batch, 1));
   std::vector<float> dh(batch * hid), dc(batch * hid);
-  // The step's cotangents of all units, read by every thread after the barrier (two steps'
-  // worth: a thread may start the next step while another still reads this one).
+  std::vector<float> a_x(2 * block * batch * d), a_h(2 * block * batch * hid);
   std::vector<float> shared_x(2 * batch * gh), shared_r(kSummed ? 0 : 2 * batch * gh);
-  const int threads = Pool::get().acquire(wanted_threads(batch, d, hid, G));
-  Barrier barrier(threads);
-  return run_threads(threads, barrier, [&](int index) {
-    const Range r = units(index, threads, hid), ri = units(index, threads, d);
-    const int64_t j0 = r.j0, n = r.n, i0 = ri.j0, ni = ri.n, gn = G * n;
-    auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
-    const Panel pht = pack(gh, n, [&](int64_t kk, int64_t q) { return w.w_h[(j0 + q) * gh + kk]; });
-    const Panel pit = pack(gh, ni, [&](int64_t kk, int64_t q) { return w.w_i[(i0 + q) * gh + kk]; });
-    std::vector<float> tmp_h(batch * pht.width()), tmp_x(batch * pit.width());
-    // This thread's gate columns: rows of the current block, and the weight gradients.
-    std::vector<float> a_x(block * batch * d), a_h(block * batch * hid);
-    std::vector<float> dx_blk(block * batch * gn), dr_blk(kSummed ? 0 : block * batch * gn);
-    std::vector<float> db(gn, 0.0f), dbh(n, 0.0f);
-    const int64_t ldw = round_up(gn, kTile);
-    std::vector<float> dw_i(d * ldw, 0.0f), dw_h(hid * ldw, 0.0f);
-    Panel panel;
-    int64_t filled = 0;
-    auto accumulate = [&](const std::vector<float>& a, int64_t k, const std::vector<float>& da,
-                          std::vector<float>& dw) {
-      pack_into(panel, filled, gn, [&](int64_t kk, int64_t q) { return da[kk * gn + q]; });
-      matmul({a.data(), 1, k, filled}, {nullptr, 0, 0, 0}, k, panel, dw.data(), ldw, true);
+  const int threads = Pool::get().acquire(
+      std::min<int>(wanted_threads(batch, d, hid, G), static_cast<int>(lane_count(hid))));
+  Lanes lanes(lane_count(hid), threads);
+  std::vector<BackLane> back(lanes.count());
+  const int64_t widest = units(0, lanes.count(), hid).n, widest_i = units(0, lanes.count(), d).n;
+
+  auto time_of = [&](int64_t step) { return reverse ? step : t_len - 1 - step; };
+  auto h_prev = [&](int64_t t, int64_t b) {  // the h step t of row b started from
+    const int64_t prev = reverse ? t + 1 : t - 1;
+    const bool ok = prev >= 0 && prev < t_len && valid[prev * batch + b];
+    return ok ? ys + rows(prev, b) * hid : h0 + b * hid;
+  };
+  auto block_rows = [&](std::vector<float>& a, int64_t step, int64_t width) {
+    return a.data() + ((step / block) % 2) * block * batch * width;
+  };
+
+  return run_threads(threads, lanes, [&](int self) {
+    std::vector<float> tmp_h(batch * round_up(widest, kTile));
+    std::vector<float> tmp_x(batch * round_up(widest_i, kTile));
+    Panel da_panel;
+    auto accumulate = [&](BackLane& l, const float* a, int64_t k, int64_t n_rows,
+                          const std::vector<float>& da, int64_t gn, std::vector<float>& dw) {
+      pack_into(da_panel, n_rows, gn, [&](int64_t kk, int64_t q) { return da[kk * gn + q]; });
+      matmul({a, 1, k, n_rows}, {nullptr, 0, 0, 0}, k, da_panel, dw.data(), l.ldw, true);
     };
-    auto flush = [&] {
-      if (filled > 0 && gn > 0) {
-        accumulate(a_x, d, dx_blk, dw_i);
-        accumulate(a_h, hid, kSummed ? dx_blk : dr_blk, dw_h);
-      }
-      filled = 0;
-    };
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(&dh[b * hid + j0], dh_n + b * hid + j0, n * sizeof(float));
-      std::memcpy(&dc[b * hid + j0], dc_n + b * hid + j0, n * sizeof(float));
-    }
-    for (int64_t step = 0; step < t_len; ++step) {
-      const int64_t t = reverse ? step : t_len - 1 - step;
-      const int64_t prev = reverse ? t + 1 : t - 1;  // the step run before t
-      float* sx = &shared_x[(step % 2) * batch * gh];
-      float* sr = kSummed ? sx : &shared_r[(step % 2) * batch * gh];
+
+    auto set_up = [&](int64_t lane) {
+      const Range r = units(lane, lanes.count(), hid), ri = units(lane, lanes.count(), d);
+      BackLane& l = back[lane];
+      const int64_t gn = G * r.n;
+      l.w_h_t = pack(gh, r.n, [&](int64_t kk, int64_t q) { return w.w_h[(r.j0 + q) * gh + kk]; });
+      l.w_i_t = pack(gh, ri.n, [&](int64_t kk, int64_t q) { return w.w_i[(ri.j0 + q) * gh + kk]; });
+      l.dx_blk.assign(block * batch * gn, 0.0f);
+      if (!kSummed) l.dr_blk.assign(block * batch * gn, 0.0f);
+      l.db.assign(gn, 0.0f);
+      l.dbh.assign(r.n, 0.0f);
+      l.ldw = round_up(gn, kTile);
+      l.dw_i.assign(d * l.ldw, 0.0f);
+      l.dw_h.assign(hid * l.ldw, 0.0f);
       for (int64_t b = 0; b < batch; ++b) {
-        const int64_t k = filled + b, row = rows(t, b);
-        const bool prev_ok = prev >= 0 && prev < t_len && valid[prev * batch + b];
-        std::memcpy(&a_x[k * d], x + row * d, d * sizeof(float));
-        const float* hp = prev_ok ? ys + rows(prev, b) * hid : h0 + b * hid;
-        std::memcpy(&a_h[k * hid], hp, hid * sizeof(float));
-        float* dxl = &dx_blk[k * gn];
-        float* drl = kSummed ? dxl : &dr_blk[k * gn];
+        std::memcpy(&dh[b * hid + r.j0], dh_n + b * hid + r.j0, r.n * sizeof(float));
+        std::memcpy(&dc[b * hid + r.j0], dc_n + b * hid + r.j0, r.n * sizeof(float));
+      }
+    };
+
+    auto part_a = [&](int64_t lane, int64_t step) {
+      const Range r = units(lane, lanes.count(), hid);
+      const int64_t j0 = r.j0, n = r.n, gn = G * n, t = time_of(step);
+      const int64_t first = (step % block) * batch;  // the step's rows in the block
+      BackLane& l = back[lane];
+      float* sx = shared_x.data() + (step % 2) * batch * gh;
+      float* sr = kSummed ? sx : shared_r.data() + (step % 2) * batch * gh;
+      float* ax = block_rows(a_x, step, d);
+      float* ah = block_rows(a_h, step, hid);
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t k = first + b, row = rows(t, b);
+        const float* hp = h_prev(t, b);
+        if (lane == 0) {  // the block's rows of [x_t, h_prev], for every lane's (b)
+          std::memcpy(ax + k * d, x + row * d, d * sizeof(float));
+          std::memcpy(ah + k * hid, hp, hid * sizeof(float));
+        }
+        float* dxl = &l.dx_blk[k * gn];
+        float* drl = kSummed ? dxl : &l.dr_blk[k * gn];
         if (!valid[t * batch + b]) {  // past the length: the carry's cotangents pass through
           std::memset(dxl, 0, gn * sizeof(float));
           if (!kSummed) std::memset(drl, 0, gn * sizeof(float));
         } else {
           const Bwd a{res + (t * batch + b) * Cell::kResidual * hid + j0,
-                      &a_h[k * hid + j0],
+                      hp + j0,
                       ys + row * hid + j0,
                       dys + row * hid + j0,
                       &dh[b * hid + j0],
@@ -780,46 +846,72 @@ std::string backward(const Shapes& s, const Rows& rows, const float* x, const We
                       n,
                       hid};
           for_units(n, [&](auto tag, int64_t j) { Cell::template backward<decltype(tag)>(a, j); });
-          for (int64_t q = 0; q < gn; ++q) db[q] += dxl[q];
+          for (int64_t q = 0; q < gn; ++q) l.db[q] += dxl[q];
           if (!kSummed)
-            for (int64_t j = 0; j < n; ++j) dbh[j] += drl[(G - 1) * n + j];
+            for (int64_t j = 0; j < n; ++j) l.dbh[j] += drl[(G - 1) * n + j];
         }
         for (int g = 0; g < G; ++g) {
           std::memcpy(sx + b * gh + g * hid + j0, dxl + g * n, n * sizeof(float));
           if (!kSummed) std::memcpy(sr + b * gh + g * hid + j0, drl + g * n, n * sizeof(float));
         }
       }
-      filled += batch;
-      barrier.wait();
+    };
+
+    auto part_b = [&](int64_t lane, int64_t step) {
+      const Range r = units(lane, lanes.count(), hid), ri = units(lane, lanes.count(), d);
+      const int64_t t = time_of(step);
+      BackLane& l = back[lane];
+      const float* sx = shared_x.data() + (step % 2) * batch * gh;
+      const float* sr = kSummed ? sx : shared_r.data() + (step % 2) * batch * gh;
       const Operand none{nullptr, 0, 0, 0};
-      if (n > 0) matmul({sr, gh, 1, gh}, none, batch, pht, tmp_h.data(), pht.width());
-      if (ni > 0) matmul({sx, gh, 1, gh}, none, batch, pit, tmp_x.data(), pit.width());
+      const int64_t ldh = l.w_h_t.width(), ldx = l.w_i_t.width();
+      matmul({sr, gh, 1, gh}, none, batch, l.w_h_t, tmp_h.data(), ldh);
+      if (ri.n > 0) matmul({sx, gh, 1, gh}, none, batch, l.w_i_t, tmp_x.data(), ldx);
       for (int64_t b = 0; b < batch; ++b) {
-        float* dhb = &dh[b * hid + j0];
-        const float* th = tmp_h.data() + b * pht.width();
-        for (int64_t j = 0; j < n; ++j) dhb[j] += th[j];
-        if (ni > 0)
-          std::memcpy(out.dx + rows(t, b) * d + i0, tmp_x.data() + b * pit.width(),
-                      ni * sizeof(float));
+        float* dhb = &dh[b * hid + r.j0];
+        const float* th = tmp_h.data() + b * ldh;
+        for (int64_t j = 0; j < r.n; ++j) dhb[j] += th[j];
+        if (ri.n > 0)
+          std::memcpy(out.dx + rows(t, b) * d + ri.j0, tmp_x.data() + b * ldx,
+                      ri.n * sizeof(float));
       }
-      if (filled == block * batch) flush();
-    }
-    flush();
-    for (int64_t q = 0; q < gn; ++q) {
-      const int64_t col = column(q);
-      for (int64_t kk = 0; kk < d; ++kk) out.dw_i[kk * gh + col] = dw_i[kk * ldw + q];
-      for (int64_t kk = 0; kk < hid; ++kk) out.dw_h[kk * gh + col] = dw_h[kk * ldw + q];
-      out.db[col] = db[q];
-    }
-    for (int64_t j = 0; j < n; ++j) out.dbh[j0 + j] = dbh[j];
-    for (int64_t b = 0; b < batch; ++b) {
-      std::memcpy(out.dh0 + b * hid + j0, &dh[b * hid + j0], n * sizeof(float));
-      if (Cell::kCellState) {
-        std::memcpy(out.dc0 + b * hid + j0, &dc[b * hid + j0], n * sizeof(float));
-      } else {
-        std::memset(out.dc0 + b * hid + j0, 0, n * sizeof(float));
+      if (step % block == block - 1 || step == t_len - 1) {  // the block's weight gradients
+        const int64_t filled = (step % block + 1) * batch, gn = G * r.n;
+        accumulate(l, block_rows(a_x, step, d), d, filled, l.dx_blk, gn, l.dw_i);
+        accumulate(l, block_rows(a_h, step, hid), hid, filled, kSummed ? l.dx_blk : l.dr_blk,
+                   gn, l.dw_h);
       }
+    };
+
+    for (int64_t k = 0; k <= t_len; ++k) {
+      lanes.phase(k, self, [&](int64_t lane) {
+        if (k == 0) set_up(lane);
+        if (k > 0) part_b(lane, k - 1);
+        if (k < t_len) part_a(lane, k);
+      });
     }
+
+    lanes.phase(t_len + 1, self, [&](int64_t lane) {
+      const Range r = units(lane, lanes.count(), hid);
+      const BackLane& l = back[lane];
+      const int64_t n = r.n;
+      for (int64_t q = 0; q < G * n; ++q) {
+        const int64_t col = (q / n) * hid + r.j0 + q % n;
+        for (int64_t kk = 0; kk < d; ++kk) out.dw_i[kk * gh + col] = l.dw_i[kk * l.ldw + q];
+        for (int64_t kk = 0; kk < hid; ++kk) out.dw_h[kk * gh + col] = l.dw_h[kk * l.ldw + q];
+        out.db[col] = l.db[q];
+      }
+      for (int64_t j = 0; j < n; ++j) out.dbh[r.j0 + j] = l.dbh[j];
+      for (int64_t b = 0; b < batch; ++b) {
+        const int64_t at = b * hid + r.j0;
+        std::memcpy(out.dh0 + at, &dh[at], n * sizeof(float));
+        if (Cell::kCellState) {
+          std::memcpy(out.dc0 + at, &dc[at], n * sizeof(float));
+        } else {
+          std::memset(out.dc0 + at, 0, n * sizeof(float));
+        }
+      }
+    });
   });
 }
 
