@@ -13,8 +13,9 @@ second table of shapes exists. Shapes are static, so the check costs nothing und
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -26,6 +27,41 @@ from seqjax.typing import Array, ArrayLike, Carry, DTypeLike, Initializer, Param
 # Top-level entries that hold data bound into the params rather than parameters (the
 # encoder memory of seqjax.bind_memory); their absence from `init` is not an error.
 BOUND_KEYS = frozenset({"memory"})
+
+# --------------------------------------------------------------------------- switches
+
+
+class Switch:
+    """An on/off switch read at trace time, such as the fast paths' (``seqjax.kernels``).
+
+    It is a jit-cache-sensitive context where JAX has them (``jax.make_user_context``), so
+    that a function jitted before ``off()`` is traced again inside it rather than reusing
+    its trace; older JAX falls back to a flag read at trace time.
+    """
+
+    def __init__(self) -> None:
+        make = getattr(jax, "make_user_context", None)
+        self._context = None if make is None else make(default_value=False)
+        self._off = False
+
+    def on(self) -> bool:
+        """Whether the switch is on (read at trace time)."""
+        return not (self._off if self._context is None else self._context.value)
+
+    @contextlib.contextmanager
+    def off(self, flag: bool = True) -> Iterator[None]:
+        """Within this context the switch is off if ``flag`` (or if it already was)."""
+        off = not self.on() or bool(flag)
+        if self._context is not None:
+            with self._context(off):
+                yield
+            return
+        prev, self._off = self._off, off
+        try:
+            yield
+        finally:
+            self._off = prev
+
 
 # --------------------------------------------------------------------------- arrays
 

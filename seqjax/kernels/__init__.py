@@ -19,12 +19,12 @@ so it applies to functions jitted before it too.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from seqjax._util import Switch
 from seqjax.kernels import cpu, fused
 from seqjax.typing import Array, Carry, Params
 
@@ -39,38 +39,22 @@ __all__ = [
     "sequential_scan",
 ]
 
-# The switch is a jit-cache-sensitive context where JAX has them (jax.make_user_context), so
-# that a function jitted before `disabled()` is traced again inside it rather than reusing
-# its fused trace; older JAX falls back to a module flag read at trace time.
-_make_context = getattr(jax, "make_user_context", None)
-_DISABLED = None if _make_context is None else _make_context(default_value=False)
-_state = {"disabled": False}
+_FAST_PATHS = Switch()
 
 
 def enabled() -> bool:
     """Whether the fast paths are on (read at trace time)."""
-    return not (_state["disabled"] if _DISABLED is None else _DISABLED.value)
+    return _FAST_PATHS.on()
 
 
-@contextlib.contextmanager
-def disabled(flag: bool = True) -> Iterator[None]:
+def disabled(flag: bool = True) -> contextlib.AbstractContextManager[None]:
     """Within this context, the engine uses the plain path if ``flag``.
 
     The switch is part of ``jax.jit``'s cache key (on JAX versions with
     ``jax.make_user_context``): a function jitted outside is traced again inside, so
     ``disabled()`` takes effect on already-jitted functions too.
     """
-    off = not enabled() or bool(flag)
-    if _DISABLED is not None:
-        with _DISABLED(off):
-            yield
-        return
-    prev = _state["disabled"]
-    _state["disabled"] = off
-    try:
-        yield
-    finally:
-        _state["disabled"] = prev
+    return _FAST_PATHS.off(flag)
 
 
 def forward_mode() -> bool:

@@ -47,21 +47,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqjax._util import Switch
 from seqjax.typing import Array, Params
 
 __all__ = ["applies", "available", "disabled", "max_threads", "scan", "why_unavailable"]
 
 _PREFIX = "seqjax_"
-_make_context = getattr(jax, "make_user_context", None)
-_DISABLED = None if _make_context is None else _make_context(default_value=False)
-_state = {"disabled": False}
+_KERNEL = Switch()
 
 
 @functools.cache
@@ -95,25 +93,11 @@ def max_threads() -> int:
     return 0 if module is None else int(module.max_threads())
 
 
-def _enabled() -> bool:
-    return not (_state["disabled"] if _DISABLED is None else _DISABLED.value)
-
-
-@contextlib.contextmanager
-def disabled(flag: bool = True) -> Iterator[None]:
-    """Within this context, LSTM layers take the fused XLA recurrence instead of the CPU
-    kernel if ``flag`` (part of ``jax.jit``'s cache key, as :func:`seqjax.kernels.disabled`)."""
-    off = not _enabled() or bool(flag)
-    if _DISABLED is not None:
-        with _DISABLED(off):
-            yield
-        return
-    prev = _state["disabled"]
-    _state["disabled"] = off
-    try:
-        yield
-    finally:
-        _state["disabled"] = prev
+def disabled(flag: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Within this context, layers of the standard cells take the fused XLA recurrences
+    instead of the CPU kernel if ``flag`` (part of ``jax.jit``'s cache key, as
+    :func:`seqjax.kernels.disabled`)."""
+    return _KERNEL.off(flag)
 
 
 def _on_cpu() -> bool:
@@ -138,7 +122,7 @@ def applies(spec: Any, params: Params, resets: Array | None) -> bool:
     from seqjax import kernels
     from seqjax.kernels import cudnn
 
-    if resets is not None or not _enabled() or not _on_cpu() or spec.name not in _cells():
+    if resets is not None or not _KERNEL.on() or not _on_cpu() or spec.name not in _cells():
         return False
     if any(jnp.asarray(params[k]).dtype != jnp.float32 for k in ("b", "b_hn") if k in params):
         return False

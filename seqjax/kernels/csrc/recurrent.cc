@@ -34,6 +34,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 // jaxlib's FFI headers warn under -Wall (always_inline hints, switch returns): not ours.
@@ -1053,49 +1054,43 @@ auto common() {
   return ffi::Ffi::Bind().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>().Arg<F32>();
 }
 
+// The attributes every handler ends its arguments with.
+template <class Binding>
+auto attributes(Binding binding) {
+  return std::move(binding)  // a binding's methods take it as an rvalue
+      .template Attr<int64_t>("cell")
+      .template Attr<int64_t>("reverse")
+      .template Attr<int64_t>("batch_major");
+}
+
+// The forward handlers' arguments (then c0, valid) and first results (ys, h_n, c_n).
+auto forward_binding() {
+  return attributes(common().Arg<F32>().Arg<U8>()).Ret<F32>().Ret<F32>().Ret<F32>();
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxForward, InferImpl,
-                              common()
-                                  .Arg<F32>()  // c0
-                                  .Arg<U8>()   // valid
-                                  .Attr<int64_t>("cell")
-                                  .Attr<int64_t>("reverse")
-                                  .Attr<int64_t>("batch_major")
-                                  .Ret<F32>()    // ys
-                                  .Ret<F32>()    // h_n
-                                  .Ret<F32>());  // c_n
+XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxForward, InferImpl, forward_binding());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxForwardTrain, TrainImpl,
-                              common()
-                                  .Arg<F32>()  // c0
-                                  .Arg<U8>()   // valid
-                                  .Attr<int64_t>("cell")
-                                  .Attr<int64_t>("reverse")
-                                  .Attr<int64_t>("batch_major")
-                                  .Ret<F32>()    // ys
-                                  .Ret<F32>()    // h_n
-                                  .Ret<F32>()    // c_n
-                                  .Ret<F32>());  // residuals
+                              forward_binding().Ret<F32>());  // and the residuals
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(SeqjaxBackward, BackwardImpl,
-                              common()
-                                  .Arg<F32>()  // ys
-                                  .Arg<F32>()  // residuals
-                                  .Arg<F32>()  // dys
-                                  .Arg<F32>()  // dh_n
-                                  .Arg<F32>()  // dc_n
-                                  .Arg<U8>()   // valid
-                                  .Attr<int64_t>("cell")
-                                  .Attr<int64_t>("reverse")
-                                  .Attr<int64_t>("batch_major")
-                                  .Ret<F32>()    // dx
-                                  .Ret<F32>()    // dw_i
-                                  .Ret<F32>()    // dw_h
-                                  .Ret<F32>()    // db
-                                  .Ret<F32>()    // dbh
-                                  .Ret<F32>()    // dh0
-                                  .Ret<F32>());  // dc0
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    SeqjaxBackward, BackwardImpl,
+    attributes(common()
+                   .Arg<F32>()    // ys
+                   .Arg<F32>()    // residuals
+                   .Arg<F32>()    // dys
+                   .Arg<F32>()    // dh_n
+                   .Arg<F32>()    // dc_n
+                   .Arg<U8>())    // valid
+        .Ret<F32>()               // dx
+        .Ret<F32>()               // dw_i
+        .Ret<F32>()               // dw_h
+        .Ret<F32>()               // db
+        .Ret<F32>()               // dbh
+        .Ret<F32>()               // dh0
+        .Ret<F32>());             // dc0
 
 // ------------------------------------------------------------------------ module
 
