@@ -24,6 +24,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # one 42 s -> 37 s); level 0, tried before, made training tests 3x slower. Benchmarks and
 # experiments do not read this file and keep XLA's defaults.
 _FAST_COMPILE = ("--xla_backend_optimization_level=1", "--xla_cpu_use_fusion_emitters=false")
+# One pytest worker per core already keeps every core busy, so the CPU kernel's threads
+# (seqjax.kernels.cpu) would only contend with the other workers: one thread each. The
+# kernel's several-thread path is tested in a subprocess that sets its own count
+# (test_cpu_kernel.py::test_thread_count_does_not_change_a_bit, six lanes on two threads).
+os.environ.setdefault("SEQJAX_NUM_THREADS", "1")
 _flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join(
     [_flags, *(f for f in _FAST_COMPILE if f.split("=")[0] not in _flags)]

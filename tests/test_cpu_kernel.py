@@ -18,9 +18,9 @@ from seqjax import kernels
 from seqjax.kernels import cpu
 
 RTOL, ATOL = 1e-5, 1e-5
-# hidden 70, batch 7: two lanes of units (35 each, not a multiple of the kernel's tiles), two
-# threads on a 2-core machine; hidden 200: six lanes shared out among the threads step by
-# step; hidden 6: one lane, one thread.
+# hidden 70, batch 7: two lanes of units (35 each, not a multiple of the kernel's tiles);
+# hidden 200: six lanes; hidden 6: one lane. The suite runs the kernel on one thread per
+# worker (conftest.py); test_thread_count_does_not_change_a_bit runs six lanes on two.
 SIZES = {"two_threads": (70, 7), "six_lanes": (200, 3), "one_thread": (6, 3)}
 CELLS = {
     "lstm": seqjax.lstm,
