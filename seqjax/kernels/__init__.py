@@ -163,35 +163,31 @@ def sequential_scan(
     if xs.shape[-1] != params["w_i"].shape[0]:
         return None  # the plain path raises the informative error
     t, batch_shape = xs.shape[0], xs.shape[1:-1]
-    weights = (params["w_i"], params["w_h"], params.get("b"), params.get("b_hn"))
+    xs_flat = xs.reshape(t, -1, xs.shape[-1])
     flat = tuple(c.reshape(-1, c.shape[-1]) for c in leaves)
+    carry_flat = flat if len(flat) > 1 else flat[0]
     valid, resets = (
         None if m is None else jnp.broadcast_to(m, (t, *batch_shape)).reshape(t, -1)
         for m in (valid, resets)
     )
-    restart = None if resets is None else carry0 if restart is None else restart
-    if restart is not None:
-        restart = tuple(c.reshape(-1, c.shape[-1]) for c in jax.tree.leaves(restart))
-        restart = restart if len(restart) > 1 else restart[0]
     if cpu.applies(spec, params, resets):
         carry, hs = cpu.scan(
-            spec,
-            params,
-            xs.reshape(t, -1, xs.shape[-1]),
-            flat if len(flat) > 1 else flat[0],
-            valid,
-            reverse=reverse,
-            batch_major=batch_major,
+            spec, params, xs_flat, carry_flat, valid, reverse=reverse, batch_major=batch_major
         )
     else:
+        restart = None if resets is None else carry0 if restart is None else restart
+        if restart is not None:
+            restart = tuple(c.reshape(-1, c.shape[-1]) for c in jax.tree.leaves(restart))
+            restart = restart if len(restart) > 1 else restart[0]
+        weights = (params["w_i"], params["w_h"], params.get("b"), params.get("b_hn"))
         carry, hs = fused.fused_scan(
             spec,
             reverse,
             unroll,
             BLOCK,
             weights,
-            xs.reshape(t, -1, xs.shape[-1]),
-            flat if len(flat) > 1 else flat[0],
+            xs_flat,
+            carry_flat,
             (valid, resets, restart),
         )
     carry = jax.tree.unflatten(

@@ -31,11 +31,10 @@ extension did not build (no C++ compiler at install time: :func:`available` is t
 guarantee across versions, so ``jax.export`` refuses a function traced on this path: trace
 it under :func:`disabled` (or :func:`seqjax.kernels.disabled`) to export it.
 :func:`disabled` turns off this path alone; :func:`seqjax.kernels.disabled` turns off every
-fast path. The kernel's numbers are the
-plain path's up to float rounding (its ``tanh`` is a rational approximation with a
-relative error below 4e-7); the tests compare outputs, carries and gradients, and check
-that one thread and several give bitwise the same numbers (the lanes depend on the layer's
-size only).
+fast path. The kernel's numbers are the plain path's up to float rounding (its ``tanh`` is
+a rational approximation with a relative error below 4e-7); the tests compare outputs,
+carries and gradients, and check that one thread and several give bitwise the same
+numbers (the lanes depend on the layer's size only).
 
 Threads: ``SEQJAX_NUM_THREADS`` (default: the CPUs this process may run on, at most 8),
 used when a step has enough work (at least 8 hidden units and 32k multiply-adds a thread,
@@ -107,8 +106,9 @@ def _on_cpu() -> bool:
         return False
 
 
+@functools.cache
 def _cells() -> dict[str, tuple[int, int, int]]:
-    """Cell name -> (the kernel's code, gate groups, residual groups)."""
+    """Cell name -> (the kernel's code, gate groups, residual groups), read once."""
     module = _load()[0]
     return {} if module is None else dict(module.cells())
 

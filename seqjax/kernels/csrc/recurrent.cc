@@ -1138,13 +1138,10 @@ PyObject* cells(PyObject*, PyObject*) {
 
 PyObject* threads(PyObject*, PyObject*) { return PyLong_FromLong(Pool::get().max_threads()); }
 
-PyObject* lanes(PyObject*, PyObject*) { return PyLong_FromLong(kLanes); }
-
 PyMethodDef methods[] = {
     {"handlers", handlers, METH_NOARGS, "The FFI handlers, name -> PyCapsule."},
     {"cells", cells, METH_NOARGS, "Cell name -> (code, gate groups, residual groups)."},
     {"max_threads", threads, METH_NOARGS, "Threads a call may use (SEQJAX_NUM_THREADS)."},
-    {"lanes", lanes, METH_NOARGS, "float32 lanes of the vectors the kernels were built for."},
     {nullptr, nullptr, 0, nullptr},
 };
 
