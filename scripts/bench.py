@@ -95,6 +95,8 @@ from benchmark.report import machine_info, markdown, save  # noqa: E402
 from benchmark.speed import QUICK_SHAPES, SHAPES, run_speed  # noqa: E402
 from benchmark.trainer import run_trainer  # noqa: E402
 
+from seqjax.kernels.cpu import keep_freed_memory  # noqa: E402
+
 __all__ = [
     "CATEGORIES",
     "CELLS",
@@ -163,6 +165,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--profile", action="store_true", help="profile seqjax (and torch) on the selected cases"
     )
+    p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's defaults (by default the process keeps freed memory for reuse, "
+        "seqjax.kernels.cpu.keep_freed_memory, for every implementation alike)",
+    )
     args = p.parse_args(argv)
     args.cells = [c for c in args.cells.split(",") if c]
     args.peers = [c for c in args.peers.split(",") if c]
@@ -182,6 +190,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    # One allocator setting for the whole process, so for torch, Flax and seqjax alike:
+    # freed memory stays for the next call instead of being mapped afresh each time (XLA
+    # frees its temporaries block after every call; see keep_freed_memory).
+    kept = False if args.system_malloc else keep_freed_memory()
     if args.profile and jax.default_backend() != "cpu":
         sys.exit(f"--profile reads XLA's CPU op events; jax runs on {jax.default_backend()}")
     import torch
@@ -206,6 +218,7 @@ def main(argv=None) -> dict:
             "torch_threads": args.torch_threads or os.cpu_count(),
             "dtype": "float32",
             "layout": "batch-major [batch, time, features]",
+            "keep_freed_memory": kept,
         },
         "speed": [] if args.no_speed else run_speed(args, shapes, torch_device),
         "memory": [],

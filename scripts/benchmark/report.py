@@ -55,7 +55,12 @@ def markdown(result: dict) -> str:
     head += [f"{n}/seqjax" for n in names[1:]]
     head += ["best peer/seqjax", "first call s (" + " / ".join(names) + ")"]
     head.append("cores (" + " / ".join(names) + ")")
-    lines = [f"Machine: {result['machine']['summary']}", ""]
+    lines = [f"Machine: {result['machine']['summary']}"]
+    if result["config"].get("keep_freed_memory"):
+        lines.append(
+            "Allocator: freed memory kept for reuse (seqjax.kernels.cpu.keep_freed_memory)"
+        )
+    lines.append("")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [row_text(r, peers, plain) for r in result["speed"]]
     padded = [r for r in result["speed"] if r.get("lengths") is not None]
