@@ -166,10 +166,10 @@ def parse_args(argv=None):
         "--profile", action="store_true", help="profile seqjax (and torch) on the selected cases"
     )
     p.add_argument(
-        "--system-malloc",
+        "--keep-freed-memory",
         action="store_true",
-        help="leave glibc's defaults (by default the process keeps freed memory for reuse, "
-        "seqjax.kernels.cpu.keep_freed_memory, for every implementation alike)",
+        help="keep freed memory in the process for reuse (seqjax.kernels.cpu.keep_freed_memory), "
+        "for every implementation alike; by default glibc's settings stay",
     )
     args = p.parse_args(argv)
     args.cells = [c for c in args.cells.split(",") if c]
@@ -190,10 +190,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    # One allocator setting for the whole process, so for torch, Flax and seqjax alike:
-    # freed memory stays for the next call instead of being mapped afresh each time (XLA
-    # frees its temporaries block after every call; see keep_freed_memory).
-    kept = False if args.system_malloc else keep_freed_memory()
+    # An allocator setting applies to the whole process, so to torch, Flax and seqjax alike.
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.profile and jax.default_backend() != "cpu":
         sys.exit(f"--profile reads XLA's CPU op events; jax runs on {jax.default_backend()}")
     import torch
