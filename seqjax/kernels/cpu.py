@@ -118,16 +118,18 @@ def keep_freed_memory() -> bool:
     call and frees it after. glibc maps a block above 32 MiB fresh from the kernel and
     unmaps it on free, and shrinks its heaps when their free top grows, so each call
     faults in every page of its temporaries again: a train step of the GRU at batch 64,
-    time 128, hidden 256 (48 MiB of temporaries, mostly the kernel's residuals) took
-    3,600 page faults a call, and in a virtual machine whose host reclaims the guest's
-    free pages, those faults cost 40% of the step (105 ms against 150 in the same run of
-    ``make bench``). After this call glibc serves every allocation from its heaps and
-    keeps freed memory there (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD,
-    2 GiB - 1)``), as PyTorch's own buffers, each under the 32 MiB threshold, already are.
-    The cost: the process keeps its peak heap size instead of returning memory to the
-    system. It changes the allocator of the whole process (every library in it), from
-    allocations made after the call; ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:
-    glibc.malloc.trim_threshold=2147483647`` does the same from process start.
+    time 128, hidden 256 (48 MiB of temporaries, mostly the CPU kernel's residuals) took
+    3,600 page faults a call. Where fresh pages are dear (a virtual machine whose host
+    takes back the guest's freed memory), that step took 145-165 ms in some rounds
+    against 105-120 in others; with freed memory kept, 105-110 ms in every round.
+    PyTorch's LSTM maps fresh memory at that size too and gains as much.
+
+    After this call glibc serves every allocation from its heaps and keeps freed memory
+    there (``mallopt(M_MMAP_MAX, 0)``, ``mallopt(M_TRIM_THRESHOLD, 2**31 - 1)``). The
+    cost: the process keeps its peak heap instead of returning memory to the system. It
+    changes the allocator of the whole process (every library in it), for allocations
+    made after the call; ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.
+    trim_threshold=2147483647`` does the same from process start.
 
     Returns whether the settings were applied (``False`` where the C library has no
     ``mallopt``, as on macOS or with musl).
