@@ -16,14 +16,18 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # The suite's time is mostly XLA compiling small programs (an eager test compiles each of
 # its primitives: one test of test_new_cells compiles 408 programs at 28 ms each), so it
-# compiles them faster: LLVM at optimisation level 1 (not 2) and XLA's classic elemental
-# emitters for fusions instead of the MLIR fusion emitters (each builds an MLIR context).
-# Same programs and semantics, machine code a little less optimised. Measured on
-# 2026-12-03, cold cache, one worker: engine features, coefficients-at-once and the
-# reverse-strings training 150 s -> 102 s (compile-heavy tests 35% faster, the training
-# one 42 s -> 37 s); level 0, tried before, made training tests 3x slower. Benchmarks and
-# experiments do not read this file and keep XLA's defaults.
-_FAST_COMPILE = ("--xla_backend_optimization_level=1", "--xla_cpu_use_fusion_emitters=false")
+# compiles them faster: LLVM at optimisation level 0 (XLA's own HLO passes still run) and
+# XLA's classic elemental emitters for fusions instead of the MLIR fusion emitters (each
+# builds an MLIR context). Same programs and semantics, machine code less optimised.
+# Measured on 2026-12-07, one worker, cold cache: the dates task's train-step compile
+# 2.30 s at level 1 -> 0.65 s at level 0, its init 1.52 -> 0.96 s; compile-bound tests
+# 35-45% faster (engine features 8.2 -> 4.6 s, sequence-level distillation 27 -> 19 s);
+# a test that trains for hundreds of steps runs its steps 2x slower at level 0, so such a
+# test asks for level 1 on its own jitted step (``jax.jit(..., compiler_options=
+# TRAINING_COMPILE)``). Level 1 against XLA's default 2 was measured on 2026-12-03: 35%
+# faster compiles. Benchmarks and experiments do not read this file and keep the defaults.
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+TRAINING_COMPILE = {"xla_backend_optimization_level": 1}
 # One pytest worker per core already keeps every core busy, so the CPU kernel's threads
 # (seqjax.kernels.cpu) would only contend with the other workers: one thread each. The
 # kernel's several-thread path is tested in a subprocess that sets its own count

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import TRAINING_COMPILE
 
 import seqjax
 import seqjax.nn as snn
@@ -451,7 +452,7 @@ def test_seq2seq_with_attention_learns_to_reverse_strings():
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, tgt_out)
         return jnp.sum(ce * mask) / jnp.sum(mask)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=TRAINING_COMPILE)  # 500 steps: optimise
     def train_step(params, state, batch):
         loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
         updates, state = opt.update(grads, state, params)
