@@ -136,26 +136,20 @@ class Seq2SeqTask:
     def _pad(self, tgt: np.ndarray) -> np.ndarray:
         return np.pad(tgt, ((0, 0), (0, self.max_length - tgt.shape[1])))
 
-    def predictions(self, params, data: dict) -> list[str]:
-        """Greedy decodings of every source of ``data``, as strings."""
-        out = []
-        for batch, _ in chunks(data):
-            tokens, _ = self._decode(params, batch["src"], batch["src_lengths"])
-            out += self.tgt_vocab.decode_batch(np.asarray(tokens))
-        return out
-
     def evaluate(self, params, split):
         from seqjax.data import character_error_rate
 
         data = self.splits[check_split(split)]
         acc = Accumulator()
+        predicted: list[str] = []
         for batch, n in chunks(data):
             tokens, _ = self._decode(params, batch["src"], batch["src_lengths"])
-            same = np.all(np.asarray(tokens) == self._pad(batch["tgt"]), axis=-1)
+            tokens = np.asarray(tokens)
+            same = np.all(tokens == self._pad(batch["tgt"]), axis=-1)
             acc.add("exact_match", same.sum(), n)
             acc.add_sums(self._eval_sums(params, batch))
+            predicted += self.tgt_vocab.decode_batch(tokens)
         metrics = acc.means()
-        predicted = self.predictions(params, data)
         metrics["cer"] = character_error_rate(predicted, data["tgt_text"])
         if self.bleu:
             import sacrebleu
@@ -168,9 +162,10 @@ class Seq2SeqTask:
 
     def report(self, params, workdir: pathlib.Path) -> dict[str, Any]:
         test = self.splits["test"]
-        k = min(self.config.data.n_examples, len(test["src"]))
-        sample = take(test, np.arange(k))
-        tokens, weights = self._decode(params, sample["src"], sample["src_lengths"])
+        # The first evaluation batch of the test split, whose shapes evaluate() compiled.
+        first, n = next(chunks(test))
+        k = min(self.config.data.n_examples, n)
+        tokens, weights = self._decode(params, first["src"], first["src_lengths"])
         tokens, weights = np.asarray(tokens), None if weights is None else np.asarray(weights)
         lines = []
         units = str.split if self.words else list
