@@ -84,6 +84,7 @@ from benchmark.memory import (  # noqa: E402
 )
 from benchmark.parallel import (  # noqa: E402
     PARALLEL_CELLS,
+    QUICK_PARALLEL_CELLS,
     PARALLEL_MEMORY_TIME,
     PARALLEL_SHAPE,
     QUICK_PARALLEL_MEMORY_TIME,
@@ -105,6 +106,7 @@ __all__ = [
     "MEMORY_TIMES",
     "MEMORY_VARIANTS",
     "PARALLEL_CELLS",
+    "QUICK_PARALLEL_CELLS",
     "PARALLEL_MEMORY_TIME",
     "PARALLEL_SHAPE",
     "QUICK_MEMORY_TIMES",
@@ -224,7 +226,7 @@ def main(argv=None) -> dict:
     }
     if not args.no_parallel:
         result["parallel"] = run_parallel(
-            PARALLEL_CELLS,
+            QUICK_PARALLEL_CELLS if args.quick else PARALLEL_CELLS,
             QUICK_PARALLEL_SHAPE if args.quick else PARALLEL_SHAPE,
             args.repeats,
             args.warmup,

@@ -76,19 +76,21 @@ def test_quick_markdown(quick_run, capsys):
 
 
 def test_quick_parallel_section(quick_run):
-    """One default run has the parallel scan of every linear cell against its sequential
-    scan, train and forward, and their train-step memory with and without remat."""
+    """A run has the parallel scan of each linear cell (every one by default, two with
+    --quick) against its sequential scan, train and forward, and their train-step memory
+    with and without remat."""
     bench, result, out = quick_run
     saved = json.loads(out.read_text())["parallel"]
     assert [(r["cell"], r["mode"]) for r in saved["speed"]] == [
-        (c, m) for c in bench.PARALLEL_CELLS for m in ("train", "forward")
+        (c, m) for c in bench.QUICK_PARALLEL_CELLS for m in ("train", "forward")
     ]
     for row in saved["speed"]:
         seq, par = row["times"]["sequential"], row["times"]["parallel"]
         assert row["speedup"] == pytest.approx(seq["median_ms"] / par["median_ms"])
     mem = {(r["cell"], r["scan"], r["remat"]): r for r in saved["memory"]}
-    assert len(mem) == 4 * len(bench.PARALLEL_CELLS)
-    for cell in bench.PARALLEL_CELLS:
+    assert len(mem) == 4 * len(bench.QUICK_PARALLEL_CELLS)
+    assert set(bench.QUICK_PARALLEL_CELLS) < set(bench.PARALLEL_CELLS)
+    for cell in bench.QUICK_PARALLEL_CELLS:
         assert all(r["time"] == bench.QUICK_PARALLEL_MEMORY_TIME for r in saved["memory"])
         # Chunked remat stores less than every step's activations.
         seq = mem[(cell, "sequential", None)]["temp_bytes"]

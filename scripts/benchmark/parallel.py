@@ -17,6 +17,7 @@ from benchmark.report import parallel_text
 from benchmark.timing import bench_case
 
 PARALLEL_CELLS = ("min_gru", "min_lstm", "lru", "rg_lru")  # cells with coefficients
+QUICK_PARALLEL_CELLS = ("min_gru", "lru")  # a gated cell and a complex-valued one
 PARALLEL_SHAPE = (16, 4096, 256, 256)  # (batch, time, input, hidden)
 QUICK_PARALLEL_SHAPE = (2, 32, 8, 16)
 PARALLEL_MEMORY_TIME = 16384
