@@ -84,9 +84,9 @@ from benchmark.memory import (  # noqa: E402
 )
 from benchmark.parallel import (  # noqa: E402
     PARALLEL_CELLS,
-    QUICK_PARALLEL_CELLS,
     PARALLEL_MEMORY_TIME,
     PARALLEL_SHAPE,
+    QUICK_PARALLEL_CELLS,
     QUICK_PARALLEL_MEMORY_TIME,
     QUICK_PARALLEL_SHAPE,
     run_parallel,

@@ -138,7 +138,7 @@ def test_killed_at_a_random_moment_of_frequent_checkpoints(tmp_path):
     import random
     import time
 
-    overrides = {**OVERRIDES, "num_steps": 60, "eval_every": 1}
+    overrides = {**OVERRIDES, "num_steps": 30, "eval_every": 1}
     reference = tmp_path / "reference"
     train_and_evaluate(small_config("adding", **overrides), reference)
     work = tmp_path / "killed"
@@ -157,12 +157,12 @@ def test_killed_at_a_random_moment_of_frequent_checkpoints(tmp_path):
     child.send_signal(signal.SIGKILL)
     assert child.wait(timeout=60) == -signal.SIGKILL
     saved = reported_saved(work)
-    assert 10 <= max(saved) < 60
+    assert 10 <= max(saved) < 30
     resumed = train_and_evaluate(small_config("adding", **overrides), work)
-    assert resumed["step"] == 60
+    assert resumed["step"] == 30
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert max(saved) in {r["step"] for r in records}
-    for x, y in zip(final_params(reference, 60), final_params(work, 60)):
+    for x, y in zip(final_params(reference, 30), final_params(work, 30)):
         np.testing.assert_array_equal(x, y)
 
 
