@@ -431,7 +431,7 @@ def test_seq2seq_with_attention_learns_to_reverse_strings():
     """Reversal of strings of 1-15 symbols over 20 letters; >= 99% exact match held out."""
     import time
 
-    max_len, alphabet, steps, batch = 15, 20, 500, 128
+    max_len, alphabet, steps, batch = 15, 20, 300, 128
     rng = np.random.default_rng(0)
     test = _reversal_data(rng, 1000, max_len, alphabet, min_len=4)
     held_out = frozenset(tuple(r[:n]) for r, n in zip(test[0], test[1], strict=True))
