@@ -285,7 +285,9 @@ def test_two_processes_give_the_losses_of_one_and_a_checkpoint_one_restores(tmp_
     ]
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
+    # One CPU device per process: the suite's compile flags, without a forced device count.
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
     pair = [
         subprocess.Popen(
             [
