@@ -52,7 +52,12 @@ with and without ``remat``, from the compiled executable's memory analysis (no r
 Usage::
 
     python scripts/bench.py [--quick] [--out bench.json] [--no-memory] [--no-trainer]
-        [--profile] [--lengths]
+        [--profile] [--lengths] [--keep-freed-memory]
+
+``--keep-freed-memory`` keeps the process's freed memory for reuse (glibc, for the three
+implementations alike): XLA's temporaries block, above glibc's 32 MiB mmap ceiling in the
+larger train steps, is otherwise mapped afresh and faulted in on every call
+(``seqjax.kernels.cpu.keep_freed_memory``, docs/speed.md).
 
 Needs only jax, flax, torch and numpy. On a machine with CUDA, torch runs on the GPU
 (cuDNN) and jax on its default backend. The sections are the modules of
