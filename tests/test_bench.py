@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import statistics
 
 import pytest
 
@@ -45,6 +46,10 @@ def test_quick_json_structure(quick_run):
         for t in row["times"].values():
             assert t["median_ms"] > 0 and t["first_call_ms"] > 0
             assert len(t["samples_ms"]) == saved["config"]["repeats"]
+            # each call's page faults and system time (getrusage), for what limits a row
+            assert len(t["samples_faults"]) == len(t["samples_sys_ms"]) == len(t["samples_ms"])
+            assert min(t["samples_faults"]) >= 0 and min(t["samples_sys_ms"]) >= 0
+            assert t["faults_per_call"] == statistics.median(t["samples_faults"])
         for peer in ("torch", "flax"):
             want = row["times"][peer]["median_ms"] / row["times"]["seqjax"]["median_ms"]
             assert row["ratios"][peer] == pytest.approx(want)
@@ -70,6 +75,7 @@ def test_quick_markdown(quick_run, capsys):
     header = next(line for line in lines if line.startswith("| cell"))
     assert "seqjax ms" in header and "torch ms" in header and "flax ms" in header
     assert "cores (seqjax / torch / flax)" in header
+    assert "page faults a call (seqjax / torch / flax)" in header
     table = [line for line in lines if line.startswith("| lstm") or line.startswith("| gru")]
     assert len(table) == 4
     assert "remat" in text and "growth" in text

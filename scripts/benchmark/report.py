@@ -33,6 +33,7 @@ def row_text(row: dict, peers, plain: bool) -> str:
     cols.append("-" if row["best_peer_ratio"] is None else f"{row['best_peer_ratio']:.2f}x")
     cols.append(" / ".join(f"{t[n]['first_call_ms'] / 1e3:.2f}" for n in names))
     cols.append(" / ".join(f"{t[n]['cores_used']:.1f}" for n in names))
+    cols.append(" / ".join(f"{t[n].get('faults_per_call', 0):.0f}" for n in names))
     return "| " + " | ".join(cols) + " |"
 
 
@@ -55,6 +56,7 @@ def markdown(result: dict) -> str:
     head += [f"{n}/seqjax" for n in names[1:]]
     head += ["best peer/seqjax", "first call s (" + " / ".join(names) + ")"]
     head.append("cores (" + " / ".join(names) + ")")
+    head.append("page faults a call (" + " / ".join(names) + ")")
     lines = [f"Machine: {result['machine']['summary']}"]
     if result["config"].get("keep_freed_memory"):
         lines.append(
