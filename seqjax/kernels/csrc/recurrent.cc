@@ -425,6 +425,9 @@ int64_t lane_count(int64_t hidden) { return std::clamp<int64_t>(hidden / 32, 1, 
 // Units [j0, j0 + n) of part `index` of `parts` over `hidden` units.
 struct Range {
   int64_t j0, n;
+  // The layer's gate column of column q of these units' gate groups (group-major: the
+  // units' first gate, then their second, ...), in a layer of `hidden` units.
+  int64_t column(int64_t q, int64_t hidden) const { return (q / n) * hidden + j0 + q % n; }
 };
 Range units(int64_t index, int64_t parts, int64_t hidden) {
   const int64_t base = hidden / parts, extra = hidden % parts;
@@ -658,15 +661,15 @@ std::string forward(const Shapes& s, const Rows& rows, const float* x, const Wei
   auto setup = [&](int64_t lane) {
     const Range r = units(lane, lanes.count(), hid);
     const int64_t j0 = r.j0, n = r.n;
-    auto column = [&](int64_t q) { return (q / n) * hid + j0 + q % n; };
     // Columns: the lane's units' gate groups; rows: W_i's, then W_h's where the cell sums
     // the two sides (one matmul a step), else two panels.
     const int64_t kh = Cell::kSummed ? hid : 0;
     px[lane] = pack(d + kh, G * n, [&](int64_t kk, int64_t q) {
-      return kk < d ? w.w_i[kk * gh + column(q)] : w.w_h[(kk - d) * gh + column(q)];
+      return kk < d ? w.w_i[kk * gh + r.column(q, hid)] : w.w_h[(kk - d) * gh + r.column(q, hid)];
     });
     if (!Cell::kSummed)
-      ph[lane] = pack(hid, G * n, [&](int64_t kk, int64_t q) { return w.w_h[kk * gh + column(q)]; });
+      ph[lane] = pack(hid, G * n,
+                      [&](int64_t kk, int64_t q) { return w.w_h[kk * gh + r.column(q, hid)]; });
     for (int64_t b = 0; b < batch; ++b) {
       std::memcpy(&hbuf[b * hid + j0], h0 + b * hid + j0, n * sizeof(float));
       if (Cell::kCellState) std::memcpy(&c[b * hid + j0], c0 + b * hid + j0, n * sizeof(float));
@@ -897,7 +900,7 @@ std::string backward(const Shapes& s, const Rows& rows, const float* x, const We
       const BackLane& l = back[lane];
       const int64_t n = r.n;
       for (int64_t q = 0; q < G * n; ++q) {
-        const int64_t col = (q / n) * hid + r.j0 + q % n;
+        const int64_t col = r.column(q, hid);
         for (int64_t kk = 0; kk < d; ++kk) out.dw_i[kk * gh + col] = l.dw_i[kk * l.ldw + q];
         for (int64_t kk = 0; kk < hid; ++kk) out.dw_h[kk * gh + col] = l.dw_h[kk * l.ldw + q];
         out.db[col] = l.db[q];
