@@ -33,7 +33,7 @@ def row_text(row: dict, peers, plain: bool) -> str:
     cols.append("-" if row["best_peer_ratio"] is None else f"{row['best_peer_ratio']:.2f}x")
     cols.append(" / ".join(f"{t[n]['first_call_ms'] / 1e3:.2f}" for n in names))
     cols.append(" / ".join(f"{t[n]['cores_used']:.1f}" for n in names))
-    cols.append(" / ".join(f"{t[n].get('faults_per_call', 0):.0f}" for n in names))
+    cols.append(" / ".join(f"{t[n]['faults_per_call']:.0f}" for n in names))
     return "| " + " | ".join(cols) + " |"
 
 

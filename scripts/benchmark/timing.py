@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 try:
     import resource
 except ImportError:  # not on Windows: no fault counts there
     resource = None  # type: ignore[assignment]
-from collections.abc import Callable
-from typing import Any
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 TRAINER_CONFIG = {"num_steps": 150, "log_every": 50, "batch_size": 64}  # the dates experiment
 QUICK_TRAINER_CONFIG = {"num_steps": 12, "log_every": 4, "batch_size": 8}
-CHECKPOINT_SAVES = 5  # saves timed per mode (after one untimed); 2 with --quick
+CHECKPOINT_SAVES = 5  # saves timed per mode (after one untimed)
+QUICK_CHECKPOINT_SAVES = 2
 TRAINER_ROUNDS = 5  # train_and_evaluate and the bare loop in turn, medians compared
 
 
@@ -132,7 +133,7 @@ def run_trainer(quick: bool) -> dict:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = Checkpoints(tmp, keep=2, async_save=mode == "async")
                 times = []
-                for i in range((2 if quick else CHECKPOINT_SAVES) + 1):
+                for i in range((QUICK_CHECKPOINT_SAVES if quick else CHECKPOINT_SAVES) + 1):
                     start = time.perf_counter()
                     ckpt.save(i + 1, tree)
                     times.append(1e3 * (time.perf_counter() - start))
